@@ -1,0 +1,1 @@
+"""Full-phase-space resonant anomaly detection with point-cloud diffusion models."""

@@ -1,0 +1,1 @@
+"""From the raw LHC Olympics file to model-ready arrays."""

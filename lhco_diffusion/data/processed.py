@@ -1,0 +1,218 @@
+"""The processed-event HDF5 schema (DESIGN.md, Data) shared by prepare, sample and classify.
+
+One file holds N dijet events:
+
+    particles  float32 (N, 2, P, 3)   pT_rel, deta, dphi of each jet's constituents, pT-ordered,
+                                      zeros for padding (a particle is real iff pT_rel > 0)
+    jets       float32 (N, 2, 5)      pT [GeV], eta, phi, mass [GeV], n_constituents
+    mjj        float32 (N,)           dijet invariant mass [GeV]
+    label      int8    (N,)           1 signal, 0 background (generated events: 0)
+
+and attrs: ``format_version``, ``npart`` (P), ``jet_radius``, ``source``, ``n_read``, ``n_kept``,
+plus whatever the writer adds (config YAML, checkpoint, seed ...).
+
+``EventWriter`` appends chunk by chunk and records after every chunk how many events are
+complete, so a killed writer can be resumed without losing or duplicating events.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from lhco_diffusion.errors import InputError
+
+FORMAT_VERSION = 1
+JET_FEATURES = ("pt", "eta", "phi", "mass", "n_constituents")
+PARTICLE_FEATURES = ("pt_rel", "deta", "dphi")
+DATASETS = ("particles", "jets", "mjj", "label")
+_COMPLETE = "n_complete"
+
+
+@dataclasses.dataclass
+class Events:
+    """A block of dijet events in physical units (see the module docstring for shapes)."""
+
+    particles: np.ndarray
+    jets: np.ndarray
+    mjj: np.ndarray
+    label: np.ndarray
+
+    def __post_init__(self):
+        self.particles = np.asarray(self.particles, np.float32)
+        self.jets = np.asarray(self.jets, np.float32)
+        self.mjj = np.asarray(self.mjj, np.float32)
+        self.label = np.asarray(self.label, np.int8)
+
+    def __len__(self) -> int:
+        return len(self.mjj)
+
+    @property
+    def npart(self) -> int:
+        """P, the padded number of constituent slots per jet."""
+        return self.particles.shape[2]
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(N, 2, P) bool: True for real constituents."""
+        return self.particles[..., 0] > 0
+
+    def select(self, index) -> "Events":
+        """The events at ``index`` (a slice, integer array or boolean mask)."""
+        return Events(self.particles[index], self.jets[index], self.mjj[index], self.label[index])
+
+    @staticmethod
+    def concatenate(blocks: "list[Events]") -> "Events":
+        """All events of ``blocks`` in order (they must share P)."""
+        return Events(*(np.concatenate([getattr(b, name) for b in blocks]) for name in DATASETS))
+
+
+def validate(events: Events, mjj_range: tuple[float, float] | None = None) -> None:
+    """Raise ``InputError`` unless ``events`` obey the schema.
+
+    Checks shapes, finiteness, that n_constituents equals the number of real particles, that
+    padding slots are exactly zero and come after the real particles, and (optionally) that every
+    mjj lies inside ``mjj_range`` [GeV].
+    """
+    n = len(events)
+    expected = {
+        "particles": (n, 2, events.npart, len(PARTICLE_FEATURES)),
+        "jets": (n, 2, len(JET_FEATURES)),
+        "label": (n,),
+    }
+    for name, shape in expected.items():
+        if getattr(events, name).shape != shape:
+            raise InputError(f"{name} has shape {getattr(events, name).shape}, expected {shape}")
+    for name in ("particles", "jets", "mjj"):
+        if not np.all(np.isfinite(getattr(events, name))):
+            raise InputError(f"{name} contains NaN or infinite values")
+    mask = events.mask
+    counts = mask.sum(axis=-1)
+    if not np.array_equal(counts, np.rint(events.jets[..., 4]).astype(counts.dtype)):
+        raise InputError("n_constituents does not equal the number of real particles in every jet")
+    if np.any(events.particles[~mask] != 0):
+        raise InputError("padded particle slots must be exactly zero")
+    if np.any(mask[..., 1:] & ~mask[..., :-1]):
+        raise InputError("real particles must come before the padding in every jet")
+    if mjj_range is not None:
+        low, high = mjj_range
+        if n and (events.mjj.min() < low or events.mjj.max() > high):
+            raise InputError(f"mjj values fall outside [{low}, {high}] GeV")
+
+
+def read_attrs(path: str | os.PathLike) -> dict:
+    """The attrs of a processed file, with bytes decoded to str."""
+    with _open(path) as file:
+        return {key: _decode(value) for key, value in file.attrs.items()}
+
+
+def count(path: str | os.PathLike) -> int:
+    """Number of complete events in a processed file."""
+    with _open(path) as file:
+        return int(file.attrs.get(_COMPLETE, file["mjj"].shape[0]))
+
+
+def load(path: str | os.PathLike, start: int = 0, stop: int | None = None,
+         npart: int | None = None) -> Events:
+    """Events ``start:stop`` of a processed file; ``npart`` < P keeps only the leading particles.
+
+    Truncating to fewer particles drops constituents, so the stored jets then no longer equal the
+    sum of the kept particles; n_constituents is clipped to ``npart`` to keep the mask consistent.
+    """
+    with _open(path) as file:
+        stop = min(count(path) if stop is None else stop, file["mjj"].shape[0])
+        keep = slice(None) if npart is None else slice(0, npart)
+        particles = file["particles"][start:stop, :, keep]
+        jets = file["jets"][start:stop]
+        events = Events(particles, jets, file["mjj"][start:stop], file["label"][start:stop])
+    if npart is not None:
+        events.jets[..., 4] = np.minimum(events.jets[..., 4], events.npart)
+    return events
+
+
+class EventWriter:
+    """Append ``Events`` to a processed file, resumable after a crash.
+
+    ``EventWriter(path, npart, attrs)`` creates the file (replacing an old one);
+    ``EventWriter(path, npart, resume=True)`` reopens it and continues after the last complete
+    chunk. Use as a context manager; ``len(writer)`` is the number of complete events.
+    """
+
+    def __init__(self, path: str | os.PathLike, npart: int, attrs: dict | None = None,
+                 resume: bool = False):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.path.exists():
+            self._file = h5py.File(self.path, "a")
+            complete = int(self._file.attrs.get(_COMPLETE, 0))
+            for name in DATASETS:  # drop a chunk that was half written when the run died
+                self._file[name].resize(complete, axis=0)
+        else:
+            self._file = h5py.File(self.path, "w")
+            shapes = {
+                "particles": ((2, npart, len(PARTICLE_FEATURES)), np.float32),
+                "jets": ((2, len(JET_FEATURES)), np.float32),
+                "mjj": ((), np.float32),
+                "label": ((), np.int8),
+            }
+            for name, (tail, dtype) in shapes.items():
+                self._file.create_dataset(
+                    name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
+                    chunks=(max(1, min(1024, 2**22 // (4 * int(np.prod(tail or (1,)))))), *tail),
+                    compression="lzf",
+                )
+            self._file.attrs["format_version"] = FORMAT_VERSION
+            self._file.attrs["npart"] = npart
+            self._file.attrs[_COMPLETE] = 0
+        for key, value in (attrs or {}).items():
+            self._file.attrs[key] = value
+
+    def __len__(self) -> int:
+        return int(self._file.attrs[_COMPLETE])
+
+    def append(self, events: Events) -> None:
+        """Write ``events`` after the complete ones and mark them complete."""
+        start = len(self)
+        stop = start + len(events)
+        for name in DATASETS:
+            dataset = self._file[name]
+            dataset.resize(stop, axis=0)
+            dataset[start:stop] = getattr(events, name)
+        self._file.attrs[_COMPLETE] = stop
+        self._file.flush()
+
+    def set_attrs(self, **attrs) -> None:
+        """Record run metadata (config YAML, counts, seeds ...) in the file's attrs."""
+        for key, value in attrs.items():
+            self._file.attrs[key] = value
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "EventWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _open(path: str | os.PathLike) -> h5py.File:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"processed file {path} does not exist")
+    try:
+        file = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"{path} is not an HDF5 file") from None
+    missing = [name for name in DATASETS if name not in file]
+    if missing:
+        file.close()
+        raise InputError(f"{path} is not a processed event file (missing {', '.join(missing)})")
+    return file
+
+
+def _decode(value):
+    return value.decode() if isinstance(value, bytes) else value
