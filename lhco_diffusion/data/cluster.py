@@ -1,0 +1,127 @@
+"""Raw particles -> the two leading anti-kT jets and their constituents (processed events).
+
+Each event's particles are clustered as massless four-vectors with anti-kT (fastjet's
+vectorised multi-event interface: one C++ call per block of events). The two highest-pT jets
+are kept if the leading one passes the pT cut; each jet keeps up to P constituents,
+pT-ordered, in coordinates relative to the jet:
+
+    pT_rel = pT / pT_jet,   deta = eta - eta_jet,   dphi = phi - phi_jet wrapped to [-pi, pi)
+
+Jets are stored as fastjet's full-jet (pT, eta, phi, mass) plus the number of stored
+constituents, min(N, P); mjj is the invariant mass of the two jets.
+"""
+from __future__ import annotations
+
+import awkward as ak
+import fastjet
+import numpy as np
+
+from lhco_diffusion.data.kinematics import four_vectors, pt_eta_phi_mass, wrap_phi
+from lhco_diffusion.data.lhco import pad_by_pt
+from lhco_diffusion.data.processed import Events
+
+EVENTS_PER_CALL = 1000  # fastjet holds every event's clustering history until the call returns
+
+
+def cluster_events(particles: np.ndarray, label: np.ndarray, npart: int, jet_radius: float = 1.0,
+                   min_leading_jet_pt: float = 1200.0) -> Events:
+    """Cluster raw events and keep those whose leading jet has pT > ``min_leading_jet_pt`` [GeV].
+
+    particles: (n, 700, 3) [pT GeV, eta, phi], zero-padded; label: (n,).
+    Returns ``Events`` with particles (m, 2, npart, 3), jets (m, 2, 5), mjj (m,) [GeV] for the
+    m <= n events that have two jets and pass the cut, in input order.
+    """
+    if len(particles) > EVENTS_PER_CALL:
+        blocks = range(0, len(particles), EVENTS_PER_CALL)
+        return Events.concatenate([
+            cluster_events(particles[start:start + EVENTS_PER_CALL], label[start:start + EVENTS_PER_CALL],
+                           npart, jet_radius, min_leading_jet_pt)
+            for start in blocks
+        ])
+    mask = particles[..., 0] > 0
+    multiplicity = mask.sum(axis=1)
+    pt, eta, phi = np.asarray(particles[mask], np.float64).T  # real particles, event after event
+    jet_momenta, jet_event, constituents = _anti_kt(four_vectors(pt, eta, phi), multiplicity, jet_radius)
+
+    leading = _two_leading(jet_event, jet_momenta, len(particles))
+    has_two = np.all(leading >= 0, axis=1)
+    kept_events = np.flatnonzero(has_two)
+    kept_events = kept_events[np.hypot(*jet_momenta[leading[kept_events, 0], :2].T) > min_leading_jet_pt]
+    selected = leading[kept_events].ravel()  # (2m,) flat jet indices, leading jet first
+    jets = pt_eta_phi_mass(jet_momenta[selected])  # (2m, 4) pT, eta, phi, mass
+
+    event_start = np.concatenate([[0], np.cumsum(multiplicity)])
+    member_jet, member = _members(constituents, selected, event_start[np.repeat(kept_events, 2)])
+    relative = np.stack([
+        pt[member] / jets[member_jet, 0],
+        eta[member] - jets[member_jet, 1],
+        wrap_phi(phi[member] - jets[member_jet, 2]),
+    ], axis=1)
+    padded, n_constituents = pad_by_pt(member_jet, pt[member], relative, len(selected), npart)
+
+    n_kept = len(kept_events)
+    jets = np.concatenate([jets, np.minimum(n_constituents, npart)[:, None]], axis=1)
+    dijets = jet_momenta[selected].reshape(n_kept, 2, 4).sum(axis=1)
+    return Events(
+        particles=padded.reshape(n_kept, 2, npart, 3),
+        jets=jets.reshape(n_kept, 2, 5),
+        mjj=pt_eta_phi_mass(dijets)[:, 3],
+        label=np.asarray(label)[kept_events],
+    )
+
+
+def print_banner() -> None:
+    """Print fastjet's citation banner now, once per process (not later, inside a progress bar)."""
+    import fastjet._swig
+
+    fastjet._swig.ClusterSequence.print_banner()
+
+
+def _anti_kt(momenta: np.ndarray, multiplicity: np.ndarray, jet_radius: float):
+    """Cluster every event at once.
+
+    momenta: (M, 4) [px, py, pz, E] of all events' particles, ``multiplicity[i]`` of them per event.
+    Returns ``(jet_momenta (J, 4), jet_event (J,), constituents)`` for the J jets of all events;
+    ``constituents`` is fastjet's per-event, per-jet list of particle indices within the event.
+    """
+    offsets = np.concatenate([[0], np.cumsum(multiplicity)]).astype(np.int64)
+    fields = [ak.contents.NumpyArray(np.ascontiguousarray(column)) for column in momenta.T]
+    events = ak.Array(ak.contents.ListOffsetArray(
+        ak.index.Index64(offsets), ak.contents.RecordArray(fields, ["px", "py", "pz", "E"])
+    ))
+    sequence = fastjet.ClusterSequence(events, fastjet.JetDefinition(fastjet.antikt_algorithm, jet_radius))
+    jets = sequence.inclusive_jets(0.0)
+    jet_momenta = np.stack([ak.to_numpy(ak.flatten(jets[name])) for name in ("px", "py", "pz", "E")], 1)
+    jet_event = np.repeat(np.arange(len(multiplicity)), ak.to_numpy(ak.num(jets)))
+    return jet_momenta, jet_event, sequence.constituent_index(0.0)
+
+
+def _two_leading(jet_event: np.ndarray, jet_momenta: np.ndarray, n_events: int) -> np.ndarray:
+    """(n_events, 2) flat indices of each event's two highest-pT jets (-1 where missing)."""
+    jet_pt = np.hypot(jet_momenta[:, 0], jet_momenta[:, 1])
+    order = np.lexsort((-jet_pt, jet_event))
+    counts = np.bincount(jet_event, minlength=n_events)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    leading = np.full((n_events, 2), -1, dtype=np.int64)
+    for rank in (0, 1):
+        has = counts > rank
+        leading[has, rank] = order[first[has] + rank]
+    return leading
+
+
+def _members(constituents: ak.Array, selected: np.ndarray,
+             selected_event_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(slot in selected, flat particle index)`` of every constituent of the selected jets.
+
+    selected: flat jet indices; selected_event_start: flat index of the first particle of
+    each selected jet's event.
+    """
+    per_jet = ak.flatten(constituents, axis=1)  # one list of within-event particle indices per jet
+    sizes = ak.to_numpy(ak.num(per_jet))
+    within_event = ak.to_numpy(ak.flatten(per_jet))
+    jet_start = np.concatenate([[0], np.cumsum(sizes)])
+    lengths = sizes[selected]
+    member_jet = np.repeat(np.arange(len(selected)), lengths)
+    within_jet = np.arange(lengths.sum()) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    position = jet_start[selected][member_jet] + within_jet
+    return member_jet, within_event[position] + selected_event_start[member_jet]

@@ -1,0 +1,168 @@
+"""Model-space transforms: physical events <-> standardised network inputs, exactly invertible.
+
+    jets       (pT, eta, phi, m, N)      -> (log(pT/mjj), eta, phi, log(m/mjj), N), standardised
+    particles  (pT_rel, deta, dphi)      -> (log(1 - pT_rel), deta, dphi), standardised over real
+                                            particles only; padded slots stay exactly 0
+    condition  mjj                       -> log mjj mapped linearly from the sideband edges to [-1, 1]
+
+The statistics are fitted once on sideband training data (``fit``), saved as JSON beside the
+checkpoint (``Stats.save``), and used unchanged for sampling (``to_physical``).
+pT_rel is clipped to [epsilon, 1 - epsilon] and m/mjj to at least MIN_MASS_FRACTION before the
+logarithms (single-particle jets have pT_rel = 1 and m = 0); the inverse is exact elsewhere.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from lhco_diffusion.config import TransformsConfig
+from lhco_diffusion.data.processed import Events
+from lhco_diffusion.errors import InputError
+from lhco_diffusion.files import atomic_output
+
+MIN_MASS_FRACTION = 1.0e-4  # m/mjj floor before the logarithm
+MIN_STD = 1.0e-6  # a feature that never varies is left unscaled
+
+
+@dataclasses.dataclass
+class Stats:
+    """Fitted standardisation: means and widths of the transformed features, and the mjj range."""
+
+    jet_mean: np.ndarray  # (5,)
+    jet_std: np.ndarray  # (5,)
+    particle_mean: np.ndarray  # (3,)
+    particle_std: np.ndarray  # (3,)
+    log_mjj_min: float  # log(mjj / GeV) mapped to -1
+    log_mjj_max: float  # log(mjj / GeV) mapped to +1
+    pt_rel_epsilon: float
+
+    def __post_init__(self):
+        for name in ("jet_mean", "jet_std", "particle_mean", "particle_std"):
+            setattr(self, name, np.asarray(getattr(self, name), np.float64))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the statistics as JSON (atomically)."""
+        values = {key: np.asarray(value).tolist() for key, value in dataclasses.asdict(self).items()}
+        with atomic_output(path) as temporary:
+            Path(temporary).write_text(json.dumps(values, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Stats":
+        """Read statistics written by ``save``."""
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"transform statistics {path} do not exist; train the model first")
+        try:
+            return cls(**json.loads(path.read_text()))
+        except (json.JSONDecodeError, TypeError):
+            raise InputError(f"{path} is not a transform-statistics JSON file") from None
+
+
+@dataclasses.dataclass
+class ModelInputs:
+    """Network inputs, float32: particles (N, 2, P, 3), jets (N, 2, 5), condition (N, 1), mask (N, 2, P)."""
+
+    particles: np.ndarray
+    jets: np.ndarray
+    condition: np.ndarray
+    mask: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.condition)
+
+    def select(self, index) -> "ModelInputs":
+        """The events at ``index`` (a slice, integer array or boolean mask)."""
+        return ModelInputs(self.particles[index], self.jets[index], self.condition[index], self.mask[index])
+
+
+def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[float, float]) -> Stats:
+    """Statistics of ``events`` (sideband training data); ``sideband`` [GeV] sets the mjj scaling."""
+    if len(events) == 0:
+        raise InputError("cannot fit the transforms on an empty event sample")
+    epsilon = transforms_config.pt_rel_epsilon
+    jets = _jet_features(events.jets, events.mjj).reshape(-1, 5)
+    mask = events.mask
+    particles = _particle_features(events.particles, mask, epsilon)[mask]
+    if len(particles) == 0:
+        raise InputError("cannot fit the transforms: the events have no particles")
+    return Stats(
+        jet_mean=jets.mean(axis=0),
+        jet_std=np.maximum(jets.std(axis=0), MIN_STD),
+        particle_mean=particles.mean(axis=0),
+        particle_std=np.maximum(particles.std(axis=0), MIN_STD),
+        log_mjj_min=float(np.log(sideband[0])),
+        log_mjj_max=float(np.log(sideband[1])),
+        pt_rel_epsilon=epsilon,
+    )
+
+
+def to_model(stats: Stats, events: Events) -> ModelInputs:
+    """Standardised network inputs of physical ``events``."""
+    mask = events.mask
+    jets = (_jet_features(events.jets, events.mjj) - stats.jet_mean) / stats.jet_std
+    particles = (_particle_features(events.particles, mask, stats.pt_rel_epsilon) - stats.particle_mean)
+    particles = particles / stats.particle_std * mask[..., None]
+    return ModelInputs(
+        particles=particles.astype(np.float32),
+        jets=jets.astype(np.float32),
+        condition=condition(stats, events.mjj),
+        mask=mask.astype(np.float32),
+    )
+
+
+def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.ndarray,
+                mask: np.ndarray) -> Events:
+    """The exact inverse of ``to_model``: physical ``Events`` (label 0) from model-space arrays.
+
+    particles (N, 2, P, 3), jets (N, 2, 5), mjj (N,) [GeV], mask (N, 2, P). n_constituents is set
+    to the number of real particles in ``mask`` (rounding the generated N is the sampler's job).
+    """
+    mask = np.asarray(mask) > 0
+    mjj = np.asarray(mjj, np.float64)
+    log_one_minus_pt_rel, deta, dphi = np.moveaxis(
+        np.asarray(particles, np.float64) * stats.particle_std + stats.particle_mean, -1, 0
+    )
+    epsilon = stats.pt_rel_epsilon
+    pt_rel = np.clip(-np.expm1(log_one_minus_pt_rel), epsilon, 1.0 - epsilon)
+    physical_particles = np.stack([pt_rel, deta, dphi], axis=-1) * mask[..., None]
+    log_pt_fraction, eta, phi, log_mass_fraction, _ = np.moveaxis(
+        np.asarray(jets, np.float64) * stats.jet_std + stats.jet_mean, -1, 0
+    )
+    pt, mass = np.exp(log_pt_fraction) * mjj[:, None], np.exp(log_mass_fraction) * mjj[:, None]
+    physical_jets = np.stack([pt, eta, phi, mass, mask.sum(axis=-1)], axis=-1)
+    return Events(physical_particles, physical_jets, mjj, np.zeros(len(mjj), np.int8))
+
+
+def condition(stats: Stats, mjj: np.ndarray) -> np.ndarray:
+    """(N, 1) float32: log mjj [GeV] scaled so the sideband edges map to -1 and +1."""
+    log_mjj = np.log(np.asarray(mjj, np.float64))
+    scaled = 2.0 * (log_mjj - stats.log_mjj_min) / (stats.log_mjj_max - stats.log_mjj_min) - 1.0
+    return scaled.reshape(-1, 1).astype(np.float32)
+
+
+def mjj_from_condition(stats: Stats, condition: np.ndarray) -> np.ndarray:
+    """(N,) mjj [GeV] from (N, 1) or (N,) conditions; the inverse of ``condition``."""
+    scaled = np.asarray(condition, np.float64).reshape(-1)
+    return np.exp((scaled + 1.0) / 2.0 * (stats.log_mjj_max - stats.log_mjj_min) + stats.log_mjj_min)
+
+
+def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:
+    """(N, 2, 5) float64 (log(pT/mjj), eta, phi, log(m/mjj), N)."""
+    jets = np.asarray(jets, np.float64)
+    mjj = np.asarray(mjj, np.float64)[:, None]
+    mass_fraction = np.maximum(jets[..., 3] / mjj, MIN_MASS_FRACTION)
+    pt_fraction = jets[..., 0] / mjj
+    eta, phi, n_constituents = jets[..., 1], jets[..., 2], jets[..., 4]
+    return np.stack([np.log(pt_fraction), eta, phi, np.log(mass_fraction), n_constituents], axis=-1)
+
+
+def _particle_features(particles: np.ndarray, mask: np.ndarray, epsilon: float) -> np.ndarray:
+    """(N, 2, P, 3) float64 (log(1 - pT_rel), deta, dphi); padded slots 0."""
+    particles = np.asarray(particles, np.float64)
+    pt_rel = np.clip(particles[..., 0], epsilon, 1.0 - epsilon)
+    features = np.stack([np.log1p(-pt_rel), particles[..., 1], particles[..., 2]], axis=-1)
+    return features * mask[..., None]

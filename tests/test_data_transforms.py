@@ -1,0 +1,112 @@
+"""Model-space transforms: fit on sideband training data, exact inverse, JSON statistics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lhco_diffusion.data import processed, regions, transforms
+from lhco_diffusion.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def events(processed_file):
+    return processed.load(processed_file)
+
+
+@pytest.fixture(scope="module")
+def stats(events, test_config):
+    training = regions.sideband_background(events, test_config.data)
+    return transforms.fit(training, test_config.transforms, sideband=test_config.data.sideband)
+
+
+def test_round_trip_is_exact(events, stats):
+    inputs = transforms.to_model(stats, events)
+    back = transforms.to_physical(stats, inputs.particles, inputs.jets, events.mjj, inputs.mask)
+    np.testing.assert_allclose(back.particles, events.particles, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(back.jets, events.jets, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(back.mask, events.mask)
+    mjj = transforms.mjj_from_condition(stats, inputs.condition)
+    np.testing.assert_allclose(mjj, events.mjj, rtol=1e-5)
+    processed.validate(back)
+
+
+def test_model_inputs_shapes_padding_and_standardisation(events, stats, test_config):
+    inputs = transforms.to_model(stats, events)
+    n, npart = len(events), events.npart
+    assert inputs.particles.shape == (n, 2, npart, 3) and inputs.jets.shape == (n, 2, 5)
+    assert inputs.condition.shape == (n, 1) and inputs.mask.shape == (n, 2, npart)
+    arrays = (inputs.particles, inputs.jets, inputs.condition, inputs.mask)
+    assert all(array.dtype == np.float32 for array in arrays)
+    np.testing.assert_array_equal(inputs.mask, events.mask.astype(np.float32))
+    assert np.all(inputs.particles[inputs.mask == 0] == 0)
+    training = transforms.to_model(stats, regions.sideband_background(events, test_config.data))
+    real = training.particles[training.mask > 0]
+    np.testing.assert_allclose(real.mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(real.std(axis=0), 1.0, atol=1e-4)
+    np.testing.assert_allclose(training.jets.reshape(-1, 5).mean(axis=0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(training.jets.reshape(-1, 5).std(axis=0), 1.0, atol=1e-4)
+    assert np.all(np.abs(training.condition) <= 1.0)
+
+
+def test_features_follow_the_design(events, stats):
+    """Model-space jets de-standardised are (log(pT/mjj), eta, phi, log(m/mjj), N)."""
+    inputs = transforms.to_model(stats, events)
+    jets = inputs.jets.astype(np.float64) * stats.jet_std + stats.jet_mean
+    expected = np.stack([
+        np.log(events.jets[..., 0] / events.mjj[:, None]), events.jets[..., 1], events.jets[..., 2],
+        np.log(events.jets[..., 3] / events.mjj[:, None]), events.jets[..., 4],
+    ], axis=-1)
+    np.testing.assert_allclose(jets, expected, rtol=1e-5, atol=1e-5)
+    particles = inputs.particles.astype(np.float64) * stats.particle_std + stats.particle_mean
+    mask = events.mask
+    np.testing.assert_allclose(particles[mask][:, 0], np.log1p(-events.particles[mask][:, 0]), atol=1e-5)
+
+
+def test_condition_maps_the_sideband_edges_to_minus_one_and_one(stats, test_config):
+    low, high = test_config.data.sideband
+    mjj = np.array([low, np.sqrt(low * high), high])
+    np.testing.assert_allclose(transforms.condition(stats, mjj)[:, 0], [-1.0, 0.0, 1.0], atol=1e-6)
+    edges = transforms.mjj_from_condition(stats, [[-1.0], [1.0]])
+    np.testing.assert_allclose(edges, [low, high], rtol=1e-12)
+
+
+def test_to_physical_takes_n_constituents_from_the_mask(events, stats):
+    inputs = transforms.to_model(stats, events.select(slice(0, 10)))
+    mask = inputs.mask.copy()
+    mask[:, :, 3:] = 0
+    back = transforms.to_physical(stats, inputs.particles, inputs.jets, events.mjj[:10], mask)
+    np.testing.assert_array_equal(back.jets[..., 4], np.minimum(events.jets[:10, :, 4], 3))
+    assert np.all(back.particles[:, :, 3:] == 0)
+
+
+def test_extreme_model_values_stay_physical(stats):
+    """Generated particles outside the training range still give 0 < pT_rel < 1 where the mask is set."""
+    particles = np.full((1, 2, 4, 3), 50.0, np.float32)
+    particles[0, 1] = -50.0
+    jets, mjj, mask = np.zeros((1, 2, 5)), np.array([3500.0]), np.ones((1, 2, 4))
+    back = transforms.to_physical(stats, particles, jets, mjj, mask)
+    assert np.all(back.particles[..., 0] > 0) and np.all(back.particles[..., 0] < 1)
+    processed.validate(back)
+
+
+def test_stats_json_round_trip(stats, tmp_path):
+    path = tmp_path / "stats.json"
+    stats.save(path)
+    loaded = transforms.Stats.load(path)
+    for name in ("jet_mean", "jet_std", "particle_mean", "particle_std"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(stats, name))
+    assert (loaded.log_mjj_min, loaded.log_mjj_max, loaded.pt_rel_epsilon) == (
+        stats.log_mjj_min, stats.log_mjj_max, stats.pt_rel_epsilon)
+
+
+def test_bad_statistics_files(tmp_path):
+    with pytest.raises(InputError, match="do not exist"):
+        transforms.Stats.load(tmp_path / "absent.json")
+    (tmp_path / "bad.json").write_text('{"jet_mean": [0]}')
+    with pytest.raises(InputError, match="not a transform-statistics JSON file"):
+        transforms.Stats.load(tmp_path / "bad.json")
+
+
+def test_fit_on_no_events_is_an_input_error(events, test_config):
+    with pytest.raises(InputError, match="empty"):
+        transforms.fit(events.select(slice(0, 0)), test_config.transforms, test_config.data.sideband)
