@@ -43,7 +43,7 @@ import numpy as np
 from lhco_diffusion import config as config_module
 from lhco_diffusion import distributed, metrics
 from lhco_diffusion.config import Config
-from lhco_diffusion.data import processed, regions, sources, transforms
+from lhco_diffusion.data import dataset, processed, regions, sources, transforms
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output
@@ -256,6 +256,7 @@ def train_and_score(task: Task, config: Config, seed: int, context) -> tuple[np.
 
     history = classifier.fit(
         model, batches(train_rows, True), batches(validation_rows, False), settings,
+        steps_per_epoch=dataset.steps_per_epoch(len(train_rows), settings.batch_size, context.size),
         callbacks=[distributed.broadcast_callback(), distributed.average_metrics_callback()],
         verbose=context.is_root,
     )

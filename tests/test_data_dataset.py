@@ -21,7 +21,10 @@ def _inputs(n: int, npart: int = 12, seed: int = 0, multiplicity=None) -> ModelI
     return ModelInputs(particles, jets, np.arange(n, dtype=np.float32)[:, None], mask)
 
 
-def _event_ids(data: tf.data.Dataset) -> np.ndarray:
+def _event_ids(data: tf.data.Dataset, steps: int | None = None) -> np.ndarray:
+    """Event indices of the first ``steps`` batches (all of a finite dataset by default)."""
+    if steps is not None:
+        data = data.take(steps)
     return np.concatenate([condition.numpy()[:, 0] for _, _, condition, _ in data]).astype(int)
 
 
@@ -43,7 +46,8 @@ def test_shard_rejects_bad_ranks():
 
 def test_each_rank_sees_its_own_part_once_per_epoch():
     inputs = _inputs(203)
-    parts = [_event_ids(dataset.diffusion_dataset(inputs, 16, rank=rank, size=3, seed=1))
+    steps = dataset.steps_per_epoch(203, 16, size=3)
+    parts = [_event_ids(dataset.diffusion_dataset(inputs, 16, rank=rank, size=3, seed=1), steps)
              for rank in range(3)]
     for rank, part in enumerate(parts):
         np.testing.assert_array_equal(np.sort(part), dataset.shard(203, rank, 3))
@@ -52,7 +56,7 @@ def test_each_rank_sees_its_own_part_once_per_epoch():
 
 def test_batches_carry_the_right_events():
     inputs = _inputs(40)
-    batches = dataset.diffusion_dataset(inputs, 8, pad_to_longest=False, seed=3)
+    batches = dataset.diffusion_dataset(inputs, 8, pad_to_longest=False, seed=3).take(5)
     for particles, jets, condition, mask in batches:
         index = condition.numpy()[:, 0].astype(int)
         np.testing.assert_array_equal(particles.numpy(), inputs.particles[index])
@@ -62,13 +66,24 @@ def test_batches_carry_the_right_events():
 
 def test_shuffling_is_seeded_and_changes_every_epoch():
     inputs = _inputs(64)
-    first = dataset.diffusion_dataset(inputs, 8, seed=5)
-    epoch_1, epoch_2 = _event_ids(first), _event_ids(first)
-    np.testing.assert_array_equal(epoch_1, _event_ids(dataset.diffusion_dataset(inputs, 8, seed=5)))
+    steps = dataset.steps_per_epoch(64, 8)
+    stream = _event_ids(dataset.diffusion_dataset(inputs, 8, seed=5), 2 * steps)
+    epoch_1, epoch_2 = stream[:64], stream[64:]
+    np.testing.assert_array_equal(np.sort(epoch_1), np.arange(64))
+    np.testing.assert_array_equal(np.sort(epoch_2), np.arange(64))
+    np.testing.assert_array_equal(epoch_1, _event_ids(dataset.diffusion_dataset(inputs, 8, seed=5), steps))
     assert not np.array_equal(epoch_1, epoch_2)
     assert not np.array_equal(epoch_1, np.arange(64))
     in_order = dataset.diffusion_dataset(inputs, 8, shuffle=False)
     np.testing.assert_array_equal(_event_ids(in_order), np.arange(64))
+
+
+def test_a_stream_started_at_a_later_epoch_continues_the_uninterrupted_one():
+    inputs = _inputs(50)
+    steps = dataset.steps_per_epoch(50, 8)
+    uninterrupted = _event_ids(dataset.diffusion_dataset(inputs, 8, seed=2), 3 * steps)
+    resumed = _event_ids(dataset.diffusion_dataset(inputs, 8, seed=2, first_epoch=2), steps)
+    np.testing.assert_array_equal(resumed, uninterrupted[-50:])
 
 
 def test_pad_to_longest_trims_each_batch_to_its_longest_jet():
@@ -84,7 +99,7 @@ def test_pad_to_longest_trims_each_batch_to_its_longest_jet():
         np.testing.assert_array_equal(particles.numpy(), inputs.particles[index, :, :longest])
         widths.append(longest)
     np.testing.assert_array_equal(widths, multiplicity[::4].max(axis=1))
-    full = next(iter(dataset.diffusion_dataset(inputs, 4, pad_to_longest=False)))
+    full = next(iter(dataset.diffusion_dataset(inputs, 4, shuffle=False, pad_to_longest=False)))
     assert full[0].shape == (4, 2, 30, 3)
 
 
@@ -93,6 +108,7 @@ def test_trim_to_longest_keeps_at_least_one_slot():
     assert particles.shape == (2, 2, 1, 3) and mask.shape == (2, 2, 1)
 
 
-def test_repeat_gives_an_endless_stream():
-    batches = dataset.diffusion_dataset(_inputs(10), 4, repeat=True).take(7)
-    assert sum(1 for _ in batches) == 7
+def test_shuffled_batches_are_an_endless_stream_of_short_last_batches():
+    sizes = [len(c) for _, _, c, _ in dataset.diffusion_dataset(_inputs(10), 4).take(7)]
+    assert sizes == [4, 4, 2, 4, 4, 2, 4]
+    assert dataset.steps_per_epoch(10, 4) == 3 and dataset.steps_per_epoch(10, 4, size=3) == 1

@@ -33,15 +33,22 @@ def trim_to_longest(particles: tf.Tensor, mask: tf.Tensor) -> tuple[tf.Tensor, t
     return particles[:, :, :longest], mask[:, :, :longest]
 
 
+def steps_per_epoch(n: int, batch_size: int, size: int = 1) -> int:
+    """Batches one rank draws per epoch from n events shared among ``size`` ranks."""
+    return -(-(n // size) // batch_size)
+
+
 def diffusion_dataset(inputs: ModelInputs, batch_size: int, rank: int = 0, size: int = 1,
                       shuffle: bool = True, seed: int = 0, pad_to_longest: bool = True,
-                      repeat: bool = False) -> tf.data.Dataset:
+                      first_epoch: int = 0) -> tf.data.Dataset:
     """Batches ``(particles (B, 2, Pb, 3), jets (B, 2, 5), condition (B, 1), mask (B, 2, Pb))``.
 
-    Pb is the batch's longest jet with ``pad_to_longest``, else P. The shard of ``rank`` is
-    reshuffled every epoch (deterministically from ``seed``) when ``shuffle``. Only event
-    indices pass through the shuffle buffer; each batch is gathered from the arrays in memory,
-    so the pipeline holds no second copy of the data.
+    Pb is the batch's longest jet with ``pad_to_longest``, else P. Without ``shuffle`` the shard
+    of ``rank`` is one pass in order. With ``shuffle`` it is an endless stream of epochs
+    (``steps_per_epoch`` batches each, the last one possibly short), epoch e in the order of a
+    permutation drawn from (``seed``, e) alone, starting at ``first_epoch``: a resumed run sees
+    exactly the batches the uninterrupted run would have. Only event indices pass through the
+    pipeline; each batch is gathered from the arrays in memory, so no second copy is held.
     """
     events = shard(len(inputs), rank, size)
     arrays = [np.asarray(array, np.float32)
@@ -56,15 +63,21 @@ def diffusion_dataset(inputs: ModelInputs, batch_size: int, rank: int = 0, size:
             tensor.set_shape((None, *array.shape[1:]))
         return tuple(batch)
 
-    order = tf.data.Dataset.range(len(events))
     if shuffle:
-        order = order.shuffle(len(events), seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        order = order.repeat()
-    dataset = order.batch(batch_size).map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        order = tf.data.Dataset.counter(first_epoch).flat_map(
+            lambda epoch: _epoch_batches(len(events), batch_size, seed, epoch))
+    else:
+        order = tf.data.Dataset.range(len(events)).batch(batch_size)
+    dataset = order.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
     if pad_to_longest:
         dataset = dataset.map(_trim_batch, num_parallel_calls=tf.data.AUTOTUNE)
     return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def _epoch_batches(n: int, batch_size: int, seed: int, epoch: tf.Tensor) -> tf.data.Dataset:
+    """Positions 0..n-1 in the order of epoch ``epoch``'s permutation, in batches."""
+    keys = tf.random.stateless_uniform([n], seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+    return tf.data.Dataset.from_tensor_slices(tf.argsort(keys)).batch(batch_size)
 
 
 def _trim_batch(particles, jets, condition, mask):

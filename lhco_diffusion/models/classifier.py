@@ -133,7 +133,8 @@ def build(config: ClassifierConfig, npart: int = 1,
 
 def batches(inputs: ModelInputs, labels: np.ndarray, batch_size: int, rank: int = 0, size: int = 1,
             shuffle: bool = False, seed: int = 0, pad_to_longest: bool = True) -> tf.data.Dataset:
-    """``((jets, particles, mask), label)`` batches of the shard of ``rank`` out of ``size``.
+    """``((jets, particles, mask), label)`` batches of the shard of ``rank`` out of ``size``:
+    one pass in order, or with ``shuffle`` an endless stream of reshuffled epochs.
 
     labels (N,) 0/1. The pipeline is the diffusion models' (``dataset.diffusion_dataset``:
     equal shards per rank, per-epoch shuffling, batches cut to their longest jet), with the
@@ -159,16 +160,18 @@ class EarlyStopping(tf.keras.callbacks.EarlyStopping):
 
 
 def fit(model: Classifier, train: tf.data.Dataset, validation: tf.data.Dataset, config: ClassifierConfig,
-        callbacks: list[tf.keras.callbacks.Callback] = (),
+        steps_per_epoch: int, callbacks: list[tf.keras.callbacks.Callback] = (),
         verbose: bool = True) -> tf.keras.callbacks.History:
     """Adam at ``config.learning_rate`` (not scaled with the number of workers) for up to
     ``config.epochs`` epochs, stopping after ``config.early_stopping_patience`` epochs without a
-    lower validation loss and keeping the best weights. ``callbacks`` (Horovod broadcast and
-    metric averaging) run before the early stopping, so every worker stops at the same epoch."""
+    lower validation loss and keeping the best weights. ``train`` is a shuffled (endless) stream
+    of which each epoch takes ``steps_per_epoch`` batches (``dataset.steps_per_epoch``).
+    ``callbacks`` (Horovod broadcast and metric averaging) run before the early stopping, so
+    every worker stops at the same epoch."""
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     progress = (1 if sys.stdout.isatty() else 2) if verbose else 0  # a line per epoch in log files
-    return model.fit(train, validation_data=validation, epochs=config.epochs, verbose=progress,
-                     callbacks=[*callbacks, EarlyStopping(config.early_stopping_patience)])
+    return model.fit(train, validation_data=validation, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+                     verbose=progress, callbacks=[*callbacks, EarlyStopping(config.early_stopping_patience)])
 
 
 def predict_logits(model: Classifier, inputs: ModelInputs, batch_size: int) -> np.ndarray:
