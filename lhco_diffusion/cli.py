@@ -11,7 +11,9 @@ import sys
 import typing
 
 from lhco_diffusion import config as config_module
-from lhco_diffusion.errors import InputError
+from lhco_diffusion.errors import InputError, TrainingDiverged
+
+DIVERGED_EXIT_CODE = 3
 
 
 def parser(description: str, config_required: bool = True) -> argparse.ArgumentParser:
@@ -35,12 +37,16 @@ def load_config(args: argparse.Namespace) -> config_module.Config:
 
 
 def run(body: typing.Callable[[], int | None]) -> int:
-    """Call ``body``; map bad input to one sentence on stderr and exit code 2."""
+    """Call ``body``; map bad input to one sentence on stderr and exit code 2, a diverged
+    training to one sentence and exit code 3."""
     try:
         return body() or 0
     except (InputError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        return DIVERGED_EXIT_CODE
     except KeyboardInterrupt:
         print("interrupted: completed outputs are kept, partial ones removed", file=sys.stderr)
         return 130

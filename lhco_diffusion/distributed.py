@@ -105,10 +105,26 @@ def broadcast_variables(variables, root_rank: int = 0) -> None:
         _horovod.broadcast_variables(variables, root_rank=root_rank)
 
 
-def broadcast_callback() -> tf.keras.callbacks.Callback:
-    """Keras callback: broadcast the initial model and optimizer state from rank 0."""
+class _BroadcastAtStart(tf.keras.callbacks.Callback):
+    def __init__(self, variables):
+        super().__init__()
+        self.variables = variables
+
+    def on_train_begin(self, logs=None):
+        broadcast_variables(self.variables)
+
+
+def broadcast_callback(variables=None) -> tf.keras.callbacks.Callback:
+    """Keras callback: make every worker start from rank 0's state.
+
+    With ``variables`` they are broadcast before the first step (the optimizer's state, equal
+    on every worker at the start or after restoring one checkpoint, is left alone); without,
+    Horovod's callback broadcasts the model's and the optimizer's variables after the first step.
+    """
     if _horovod is None:
         return tf.keras.callbacks.Callback()
+    if variables is not None:
+        return _BroadcastAtStart(variables)
     return _horovod.callbacks.BroadcastGlobalVariablesCallback(0)
 
 
@@ -135,5 +151,4 @@ def allgather(array: np.ndarray) -> np.ndarray:
 
 def barrier() -> None:
     """Wait until every worker reaches this point."""
-    if _horovod is not None:
-        _horovod.join()
+    allreduce_mean(0.0, name="barrier")

@@ -7,3 +7,7 @@ can, what to do; the command-line entry points print that sentence and exit with
 
 class InputError(ValueError):
     """Input that cannot be used: a missing file, a wrong layout, NaNs, an empty region, ..."""
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss stopped being finite; the message says where and what was kept."""

@@ -1,0 +1,86 @@
+"""The two velocity networks of the diffusion models (paper Fig. 1, Table I).
+
+    JetNetwork       v(jets_t (B, 2, 5), t (B, 1), condition (B, 1))                  -> (B, 2, 5)
+    ParticleNetwork  v(particles_t (J, P, 3), t (J, 1), jet (J, 5), condition (J, 1),
+                       mask (J, P))                                                   -> (J, P, 3)
+
+``condition`` is log mjj scaled to [-1, 1] (``data.transforms.condition``); ``jet`` is the
+standardised (log pT/mjj, eta, phi, log m/mjj, N) of the particles' own jet. The particle
+network sees one jet at a time: the two jets of B events go through it as J = 2B jets.
+Time and mjj each pass through random Fourier features and two dense layers; the jet features
+through one dense layer; the embeddings are concatenated and merged by a dense layer into the
+condition vector of a ``PointCloudNetwork`` (DeepSets + masked attention). P may change from
+call to call. The jet network is equivariant to swapping the two jets, the particle network
+to permuting a jet's particles, and padded particles neither influence nor receive anything.
+"""
+from __future__ import annotations
+
+import tensorflow as tf
+
+from lhco_diffusion.config import NetworkConfig
+from lhco_diffusion.models.layers import ConditionEmbedding, PointCloudNetwork, leaky_relu
+
+N_JET_FEATURES = 5
+N_PARTICLE_FEATURES = 3
+
+
+class _ConditionedSetNetwork(tf.keras.Model):
+    """A ``PointCloudNetwork`` whose condition vector embeds t, mjj and optional extra features."""
+
+    def __init__(self, config: NetworkConfig, num_features: int, extra_features: bool, **kwargs):
+        super().__init__(**kwargs)
+        width = config.num_embed
+        self.time_embedding = ConditionEmbedding(width, seed=1, name="time_embedding")
+        self.mjj_embedding = ConditionEmbedding(width, seed=2, name="mjj_embedding")
+        self.extra_embedding = (tf.keras.Sequential([tf.keras.layers.Dense(width), leaky_relu()],
+                                                    name="jet_embedding") if extra_features else None)
+        self.merge = tf.keras.Sequential([tf.keras.layers.Dense(width), leaky_relu()], name="merge")
+        self.network = PointCloudNetwork(num_features, config.projection_dim, config.num_layers,
+                                         config.num_heads, name="point_cloud")
+
+    def _conditioned(self, tokens, mask, t, condition, extra=None):
+        embeddings = [self.time_embedding(t), self.mjj_embedding(condition)]
+        if self.extra_embedding is not None:
+            embeddings.append(self.extra_embedding(extra))
+        return self.network(tokens, mask, self.merge(tf.concat(embeddings, axis=-1)))
+
+
+class JetNetwork(_ConditionedSetNetwork):
+    """Velocity of the two jet tokens, conditioned on t and mjj."""
+
+    def __init__(self, config: NetworkConfig, **kwargs):
+        super().__init__(config, N_JET_FEATURES, extra_features=False, **kwargs)
+
+    def call(self, inputs):
+        """inputs = (jets_t (B, 2, 5), t (B, 1), condition (B, 1)) -> v (B, 2, 5)."""
+        jets_t, t, condition = inputs
+        both_real = tf.ones(tf.shape(jets_t)[:2], tf.bool)
+        return self._conditioned(jets_t, both_real, t, condition)
+
+
+class ParticleNetwork(_ConditionedSetNetwork):
+    """Velocity of one jet's particles, conditioned on t, the jet's features and mjj."""
+
+    def __init__(self, config: NetworkConfig, **kwargs):
+        super().__init__(config, N_PARTICLE_FEATURES, extra_features=True, **kwargs)
+
+    def call(self, inputs):
+        """inputs = (particles_t (J, P, 3), t (J, 1), jet (J, 5), condition (J, 1), mask (J, P))
+        -> v (J, P, 3), zero in padded slots."""
+        particles_t, t, jet, condition, mask = inputs
+        return self._conditioned(particles_t, mask, t, condition, jet)
+
+
+def build_jet_network(config: NetworkConfig, name: str = "jet_network") -> JetNetwork:
+    """A jet network with its weights created."""
+    network = JetNetwork(config, name=name)
+    network((tf.zeros((1, 2, N_JET_FEATURES)), tf.zeros((1, 1)), tf.zeros((1, 1))))
+    return network
+
+
+def build_particle_network(config: NetworkConfig, name: str = "particle_network") -> ParticleNetwork:
+    """A particle network with its weights created (P is free; built on one slot)."""
+    network = ParticleNetwork(config, name=name)
+    network((tf.zeros((1, 1, N_PARTICLE_FEATURES)), tf.zeros((1, 1)), tf.zeros((1, N_JET_FEATURES)),
+             tf.zeros((1, 1)), tf.ones((1, 1))))
+    return network
