@@ -27,6 +27,12 @@ _LAUNCHER_SIZE_VARIABLES = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", 
 _horovod = None  # the initialised horovod.tensorflow module, or None in a single process
 
 
+def _keras_callbacks():
+    import horovod.tensorflow.keras.callbacks as callbacks
+
+    return callbacks
+
+
 @dataclasses.dataclass(frozen=True)
 class Context:
     """Where this process stands among the workers of a data-parallel run."""
@@ -60,7 +66,7 @@ def init() -> Context:
     global _horovod
     if _horovod is None and launched_in_parallel() and os.environ.get(DISABLE_VARIABLE, "0") != "1":
         try:
-            import horovod.tensorflow.keras as hvd
+            import horovod.tensorflow as hvd
         except ImportError as error:
             raise RuntimeError(
                 "several processes were launched but horovod is not installed; run `make install` "
@@ -125,14 +131,14 @@ def broadcast_callback(variables=None) -> tf.keras.callbacks.Callback:
         return tf.keras.callbacks.Callback()
     if variables is not None:
         return _BroadcastAtStart(variables)
-    return _horovod.callbacks.BroadcastGlobalVariablesCallback(0)
+    return _keras_callbacks().BroadcastGlobalVariablesCallback(0)
 
 
 def average_metrics_callback() -> tf.keras.callbacks.Callback:
     """Keras callback: average the epoch metrics over the workers before other callbacks see them."""
     if _horovod is None:
         return tf.keras.callbacks.Callback()
-    return _horovod.callbacks.MetricAverageCallback()
+    return _keras_callbacks().MetricAverageCallback()
 
 
 def allreduce_mean(value: float, name: str) -> float:

@@ -130,8 +130,10 @@ class CheckpointWriter(tf.keras.callbacks.Callback):
         checkpoints.save(self.paths["last"], self.model, self.optimizer, self.stats, self.config, state)
 
 
-def train(config: Config, resume: bool = False) -> dict:
+def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbacks.Callback] = ()) -> dict:
     """Train (or, with ``resume``, continue) the diffusion models of ``config``; see the module docstring.
+
+    ``callbacks`` run after the package's own (checkpoints are written before they see an epoch).
 
     Returns ``{"epochs", "best_loss", "best", "last", "stopped_early"}`` (paths as str). Raises
     ``InputError`` for unusable data or an existing run without ``resume``, and
@@ -163,15 +165,15 @@ def train(config: Config, resume: bool = False) -> dict:
     def batches(inputs, shuffle):
         return dataset.diffusion_dataset(inputs, settings.batch_size, context.rank, context.size, shuffle=shuffle,
                                          seed=settings.seed, pad_to_longest=config.data.pad_to_longest,
-                                         first_epoch=state["epoch"])
+                                         first_batch=state["epoch"] * steps)
 
     non_finite = StopOnNonFiniteLoss()
     early_stopping = ResumableEarlyStopping(settings.early_stopping_patience, state.get("best_loss", np.inf),
                                             state.get("wait", 0))
-    callbacks = [distributed.broadcast_callback(model.variables), distributed.average_metrics_callback(),
-                 non_finite, early_stopping]
+    own = [distributed.broadcast_callback(model.variables), distributed.average_metrics_callback(),
+           non_finite, early_stopping]
     if context.is_root:
-        callbacks += [CheckpointWriter(paths, optimizer, data.stats, config, early_stopping),
+        own += [CheckpointWriter(paths, optimizer, data.stats, config, early_stopping),
                       tf.keras.callbacks.CSVLogger(str(paths["log"]), append=bool(state["epoch"])),
                       tf.keras.callbacks.TensorBoard(str(paths["tensorboard"]), write_graph=False,
                                                      profile_batch=0)]
@@ -181,7 +183,7 @@ def train(config: Config, resume: bool = False) -> dict:
     verbose = (1 if sys.stdout.isatty() else 2) if context.is_root else 0
     history = model.fit(batches(data.train, True), validation_data=batches(data.test, False),
                         epochs=settings.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
-                        callbacks=callbacks, verbose=verbose)
+                        callbacks=[*own, *callbacks], verbose=verbose)
     if non_finite.failure:
         kept = checkpoints.read_state(paths["last"])["epoch"] if paths["last"].exists() else None
         where = f"the checkpoint of epoch {kept} in {paths['last']} is intact" if kept else "no checkpoint was written"

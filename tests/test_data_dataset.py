@@ -78,12 +78,12 @@ def test_shuffling_is_seeded_and_changes_every_epoch():
     np.testing.assert_array_equal(_event_ids(in_order), np.arange(64))
 
 
-def test_a_stream_started_at_a_later_epoch_continues_the_uninterrupted_one():
+@pytest.mark.parametrize("first_batch", [14, 5])  # an epoch boundary (7 batches per epoch), and not
+def test_a_stream_resumed_after_k_batches_continues_the_uninterrupted_one(first_batch):
     inputs = _inputs(50)
-    steps = dataset.steps_per_epoch(50, 8)
-    uninterrupted = _event_ids(dataset.diffusion_dataset(inputs, 8, seed=2), 3 * steps)
-    resumed = _event_ids(dataset.diffusion_dataset(inputs, 8, seed=2, first_epoch=2), steps)
-    np.testing.assert_array_equal(resumed, uninterrupted[-50:])
+    uninterrupted = _event_ids(dataset.diffusion_dataset(inputs, 8, seed=2), first_batch + 7)
+    resumed = _event_ids(dataset.diffusion_dataset(inputs, 8, seed=2, first_batch=first_batch), 7)
+    np.testing.assert_array_equal(resumed, uninterrupted[-len(resumed):])
 
 
 def test_pad_to_longest_trims_each_batch_to_its_longest_jet():

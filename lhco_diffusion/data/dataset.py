@@ -40,14 +40,15 @@ def steps_per_epoch(n: int, batch_size: int, size: int = 1) -> int:
 
 def diffusion_dataset(inputs: ModelInputs, batch_size: int, rank: int = 0, size: int = 1,
                       shuffle: bool = True, seed: int = 0, pad_to_longest: bool = True,
-                      first_epoch: int = 0) -> tf.data.Dataset:
+                      first_batch: int = 0) -> tf.data.Dataset:
     """Batches ``(particles (B, 2, Pb, 3), jets (B, 2, 5), condition (B, 1), mask (B, 2, Pb))``.
 
     Pb is the batch's longest jet with ``pad_to_longest``, else P. Without ``shuffle`` the shard
     of ``rank`` is one pass in order. With ``shuffle`` it is an endless stream of epochs
     (``steps_per_epoch`` batches each, the last one possibly short), epoch e in the order of a
-    permutation drawn from (``seed``, e) alone, starting at ``first_epoch``: a resumed run sees
-    exactly the batches the uninterrupted run would have. Only event indices pass through the
+    permutation drawn from (``seed``, e) alone, starting after its first ``first_batch``
+    batches: a run resumed after k training steps sees exactly the batches the uninterrupted run
+    would have. Only event indices pass through the
     pipeline; each batch is gathered from the arrays in memory, so no second copy is held.
     """
     events = shard(len(inputs), rank, size)
@@ -64,8 +65,8 @@ def diffusion_dataset(inputs: ModelInputs, batch_size: int, rank: int = 0, size:
         return tuple(batch)
 
     if shuffle:
-        order = tf.data.Dataset.counter(first_epoch).flat_map(
-            lambda epoch: _epoch_batches(len(events), batch_size, seed, epoch))
+        order = tf.data.Dataset.counter().flat_map(
+            lambda epoch: _epoch_batches(len(events), batch_size, seed, epoch)).skip(first_batch)
     else:
         order = tf.data.Dataset.range(len(events)).batch(batch_size)
     dataset = order.map(gather, num_parallel_calls=tf.data.AUTOTUNE)

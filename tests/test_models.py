@@ -1,0 +1,121 @@
+"""The diffusion networks: symmetries, masking, the objective and the paper-size weight counts."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lhco_diffusion import config as config_module
+from lhco_diffusion.models import diffusion, networks, schedule
+from conftest import CONFIGS
+
+
+@pytest.fixture(scope="module")
+def tiny(test_config):
+    tf.keras.utils.set_random_seed(3)
+    return diffusion.DiffusionModel(test_config.jet_model, test_config.particle_model, test_config.training)
+
+
+def _events(n: int, npart: int, seed: int):
+    """Random model-space events: particles (n, 2, P, 3), jets (n, 2, 5), condition (n, 1), mask (n, 2, P)."""
+    rng = np.random.default_rng(seed)
+    multiplicity = rng.integers(1, npart + 1, (n, 2))
+    mask = (np.arange(npart) < multiplicity[..., None]).astype(np.float32)
+    particles = rng.normal(size=(n, 2, npart, 3)).astype(np.float32) * mask[..., None]
+    jets = rng.normal(size=(n, 2, 5)).astype(np.float32)
+    condition = rng.uniform(-1, 1, (n, 1)).astype(np.float32)
+    return particles, jets, condition, mask
+
+
+def test_particle_velocity_is_permutation_equivariant(tiny):
+    particles, jets, condition, mask = _events(4, 10, seed=0)
+    mask[:] = 1.0
+    particles = np.random.default_rng(1).normal(size=particles.shape).astype(np.float32)
+    t = np.full((4, 1), 0.3, np.float32)
+    v = tiny.particle_velocity(particles, t, jets, condition, mask).numpy()
+    order = np.random.default_rng(2).permutation(10)
+    permuted = tiny.particle_velocity(particles[:, :, order], t, jets, condition, mask[:, :, order]).numpy()
+    np.testing.assert_allclose(permuted, v[:, :, order], atol=1e-5)
+
+
+def test_padded_slots_neither_influence_nor_receive_anything(tiny):
+    particles, jets, condition, mask = _events(5, 8, seed=3)
+    t = np.full((5, 1), 0.6, np.float32)
+    v = tiny.particle_velocity(particles, t, jets, condition, mask).numpy()
+    garbage = particles + 50.0 * (1.0 - mask[..., None])
+    with_garbage = tiny.particle_velocity(garbage, t, jets, condition, mask).numpy()
+    np.testing.assert_allclose(with_garbage, v, atol=1e-5)
+    assert np.all(v[mask == 0] == 0.0)
+    wider = [np.pad(array, [(0, 0), (0, 0), (0, 6)] + [(0, 0)] * (array.ndim - 3)) for array in (particles, mask)]
+    padded_more = tiny.particle_velocity(wider[0], t, jets, condition, wider[1]).numpy()
+    np.testing.assert_allclose(padded_more[:, :, :8], v, atol=1e-5)
+
+
+def test_jet_velocity_is_equivariant_to_swapping_the_jets(tiny):
+    _, jets, condition, _ = _events(6, 4, seed=4)
+    t = np.random.default_rng(5).uniform(size=(6, 1)).astype(np.float32)
+    v = tiny.jet_velocity(jets, t, condition).numpy()
+    swapped = tiny.jet_velocity(jets[:, ::-1], t, condition).numpy()
+    np.testing.assert_allclose(swapped, v[:, ::-1], atol=1e-5)
+
+
+def test_each_jets_particles_depend_on_their_own_jet_only(tiny):
+    particles, jets, condition, mask = _events(3, 6, seed=6)
+    t = np.full((3, 1), 0.5, np.float32)
+    v = tiny.particle_velocity(particles, t, jets, condition, mask).numpy()
+    changed = jets.copy()
+    changed[:, 1] += 1.0
+    v_changed = tiny.particle_velocity(particles, t, changed, condition, mask).numpy()
+    np.testing.assert_allclose(v_changed[:, 0], v[:, 0], atol=1e-6)
+    assert np.abs(v_changed[:, 1] - v[:, 1]).max() > 1e-4
+
+
+def test_ema_follows_the_trained_weights(test_config):
+    model = diffusion.DiffusionModel(test_config.jet_model, test_config.particle_model, test_config.training)
+    for network, ema in model._network_pairs():
+        for weight, average in zip(network.weights, ema.weights):
+            np.testing.assert_array_equal(weight.numpy(), average.numpy())
+    weight = model.jet_network.trainable_weights[0]
+    before = model.ema_jet_network.trainable_weights[0].numpy()
+    weight.assign_add(tf.ones_like(weight))
+    model._update_ema()
+    after = model.ema_jet_network.trainable_weights[0].numpy()
+    np.testing.assert_allclose(after, before + (1.0 - test_config.training.ema_decay), atol=1e-6)
+
+
+def test_loss_is_the_v_error_averaged_over_real_particles(test_config):
+    """With a network that predicts v exactly (here: zero data, so v = alpha eps), the loss is 0,
+    and a constant error c on every real value gives c^2 whatever the padding."""
+    model = diffusion.DiffusionModel(test_config.jet_model, test_config.particle_model, test_config.training)
+    particles, jets, condition, mask = _events(4, 7, seed=7)
+    offset = 0.5
+
+    class Constant(tf.keras.layers.Layer):
+        def call(self, inputs):
+            particles_t, t, _, _, mask = inputs
+            alpha, sigma = schedule.alpha_sigma(t)
+            eps = particles_t / sigma[:, :, None]  # x = 0, so x_t = sigma eps
+            return (alpha[:, :, None] * eps + offset) * mask[..., None]
+
+    model.particle_network = Constant()
+    noise = diffusion.NoiseStream(0, 0)
+    loss = model.particle_loss(np.zeros_like(particles), jets, condition, mask, noise, training=False)
+    np.testing.assert_allclose(float(loss), offset**2, rtol=1e-4)
+
+
+def test_likelihood_weighting_samples_uniform_logsnr_with_alpha_squared_weights(test_config):
+    settings = config_module.from_dict({"training": {"likelihood_weighting": True}}).training
+    model = diffusion.DiffusionModel(test_config.jet_model, test_config.particle_model, settings)
+    t, weight = model._diffusion_time(20_000, diffusion.NoiseStream(1, 0))
+    logsnr = schedule.logsnr(t).numpy()
+    assert abs(logsnr.mean()) < 0.5 and abs(logsnr.std() - 40 / np.sqrt(12)) < 0.3
+    np.testing.assert_allclose(weight.numpy(), tf.sigmoid(logsnr).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("name, jet_weights, particle_weights", [("lhco_279.yaml", 1.3e6, 1.4e6)])
+def test_paper_configuration_has_about_table_one_weights(name, jet_weights, particle_weights):
+    settings = config_module.load(CONFIGS / name)
+    jet = networks.build_jet_network(settings.jet_model).count_params()
+    particle = networks.build_particle_network(settings.particle_model).count_params()
+    assert abs(jet / jet_weights - 1) < 0.05, jet
+    assert abs(particle / particle_weights - 1) < 0.1, particle

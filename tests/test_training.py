@@ -1,0 +1,146 @@
+"""python -m lhco_diffusion.train: learning, checkpoints, exact resumption, divergence, Horovod."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lhco_diffusion import checkpoints, training, train as train_command
+from lhco_diffusion.models.diffusion import DiffusionModel
+from conftest import ROOT
+
+FAST = ["training.steps_per_epoch=4", "data.pad_to_longest=false"]
+
+
+def _config(test_config, run_dir: Path, *overrides: str):
+    from lhco_diffusion import config as config_module
+
+    values = test_config.to_dict()
+    return config_module.from_dict(values, "test.yaml", [f"paths.run_dir={run_dir}", *FAST, *overrides])
+
+
+def _weights(directory: Path) -> list[np.ndarray]:
+    return checkpoints.load(directory).model.get_weights()
+
+
+class Interrupt(tf.keras.callbacks.Callback):
+    """Kill the run (as Ctrl-C or a Slurm time limit would) at the end of epoch ``after``."""
+
+    def __init__(self, after: int):
+        super().__init__()
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt
+
+
+def test_one_epoch_lowers_the_test_loss(test_config, processed_file, tmp_path):
+    config = _config(test_config, tmp_path / "run", "training.epochs=1", "training.steps_per_epoch=12")
+    data = training.training_data(config, processed_file)
+    test_batches = training.dataset.diffusion_dataset(data.test, 64, shuffle=False, pad_to_longest=False)
+
+    def test_loss(model):
+        model.compile(optimizer=tf.keras.optimizers.Adam())
+        return model.evaluate(test_batches, verbose=0, return_dict=True)["loss"]
+
+    tf.keras.utils.set_random_seed(config.training.seed)
+    untrained = DiffusionModel(config.jet_model, config.particle_model, config.training)
+    before = test_loss(untrained)
+    summary = training.train(config)
+    trained = checkpoints.load(summary["last"]).model
+    after = test_loss(trained)
+    assert summary["epochs"] == 1
+    assert after < 0.9 * before, (before, after)
+
+
+def test_checkpoint_records_what_sampling_needs(test_config, processed_file, tmp_path):
+    config = _config(test_config, tmp_path / "run", "training.epochs=1")
+    summary = training.train(config)
+    restored = checkpoints.load(summary["best"])
+    assert restored.state["epoch"] == 1
+    assert restored.config.jet_model == config.jet_model
+    assert restored.stats.jet_mean.shape == (5,)
+    csv = (tmp_path / "run" / "training_log.csv").read_text().splitlines()
+    assert csv[0].startswith("epoch") and len(csv) == 2
+
+
+def test_resumed_run_matches_the_uninterrupted_one(test_config, processed_file, tmp_path):
+    whole = _config(test_config, tmp_path / "whole", "training.epochs=3")
+    training.train(whole)
+    split = _config(test_config, tmp_path / "split", "training.epochs=3")
+    with pytest.raises(KeyboardInterrupt):
+        training.train(split, callbacks=[Interrupt(after=2)])
+    assert checkpoints.read_state(tmp_path / "split" / "checkpoints" / "last")["epoch"] == 2
+    summary = training.train(split, resume=True)
+    assert summary["epochs"] == 3 and summary["epochs_this_run"] == 1
+    for uninterrupted, resumed in zip(_weights(tmp_path / "whole" / "checkpoints" / "last"),
+                                      _weights(tmp_path / "split" / "checkpoints" / "last")):
+        np.testing.assert_allclose(resumed, uninterrupted, rtol=1e-5, atol=1e-6)
+    log = (tmp_path / "split" / "training_log.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in log[1:]] == ["0", "1", "2"]
+
+
+def test_an_existing_run_is_not_overwritten_without_resume(test_config, processed_file, tmp_path, capsys):
+    config = _config(test_config, tmp_path / "run", "training.epochs=1")
+    training.train(config)
+    stamp = (tmp_path / "run" / "checkpoints" / "last" / "state.json").stat().st_mtime_ns
+    code = train_command.main(["--config", str(ROOT / "configs" / "test.yaml"),
+                               "--set", f"paths.run_dir={tmp_path / 'run'}",
+                               "--set", f"paths.cache_dir={test_config.paths.cache_dir}"])
+    assert code == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoints" / "last" / "state.json").stat().st_mtime_ns == stamp
+
+
+def test_diverging_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
+        test_config, processed_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["--config", str(ROOT / "configs" / "test.yaml"), "--set", f"paths.run_dir={run}",
+            "--set", f"paths.cache_dir={test_config.paths.cache_dir}", "--set", "training.steps_per_epoch=4"]
+    assert train_command.main(args + ["--set", "training.epochs=1"]) == 0
+    good = _weights(run / "checkpoints" / "last")
+    code = train_command.main(args + ["--set", "training.epochs=4", "--set", "training.learning_rate=1e30",
+                                      "--set", "training.clip_norm=1e30", "--resume"])
+    message = capsys.readouterr().err
+    assert code == 3
+    assert "training loss became" in message and "epoch 1" in message and "intact" in message
+    assert checkpoints.read_state(run / "checkpoints" / "last")["epoch"] == 1
+    for before, after in zip(good, _weights(run / "checkpoints" / "last")):
+        np.testing.assert_array_equal(after, before)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="horovodrun is not installed next to this Python (make install builds it)")
+def test_horovodrun_two_ranks_train_identically_on_disjoint_shards(test_config, processed_file, tmp_path):
+    run, probe = tmp_path / "run", tmp_path / "probe"
+    probe.mkdir()
+    horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+    command = [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable,
+               str(ROOT / "tests" / "horovod_probe.py"), str(probe),
+               "--config", str(ROOT / "configs" / "test.yaml"),
+               "--set", f"paths.run_dir={run}", "--set", f"paths.cache_dir={test_config.paths.cache_dir}",
+               "--set", "training.epochs=2", "--set", "training.steps_per_epoch=3"]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((probe / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [rank["size"] for rank in ranks] == [2, 2]
+    np.testing.assert_array_equal(np.load(probe / "weights0.npy"), np.load(probe / "weights1.npy"))
+    shards = [set(rank["shard"]) for rank in ranks]
+    assert shards[0] and shards[1] and not shards[0] & shards[1]
+    assert len(shards[0]) == len(shards[1]) == ranks[0]["n_train"] // 2
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best", "last"]
+    for part in ("train", "validation"):
+        assert len(list((run / "tensorboard" / part).iterdir())) == 1  # one writer: rank 0
+    assert len((run / "training_log.csv").read_text().splitlines()) == 3
+    assert "resuming" not in result.stdout
+    assert result.stdout.count("finished after epoch 2") == 1
