@@ -45,7 +45,7 @@ test-fast: install
 	$(BIN)/python -m pytest tests -m "not slow" $(PYTEST_ARGS)
 
 train: install
-	$(BIN)/python -m lhco_diffusion.train --config configs/default.yaml
+	$(BIN)/python -m lhco_diffusion.train --config configs/default.yaml --resume
 
 demo: install
 	$(BIN)/python -m lhco_diffusion.pipeline --config configs/default.yaml

@@ -148,6 +148,10 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
     path = _processed_file_once(config, context)
     state = checkpoints.read_state(paths["last"]) if resume and paths["last"].exists() else {"epoch": 0}
     stats = transforms.Stats.load(paths["last"] / "transforms.json") if state["epoch"] else None
+    if _finished(state, settings):
+        if context.is_root:
+            print(f"{paths['last']} has already finished training (epoch {state['epoch']} of {settings.epochs})")
+        return _summary(paths, state, stopped_early=state["epoch"] < settings.epochs, epochs_this_run=0)
     data = training_data(config, path, stats)
     if min(len(data.train), len(data.test)) < context.size:
         raise InputError(f"{len(data.train)} training and {len(data.test)} test events cannot be shared "
@@ -190,9 +194,17 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
         raise TrainingDiverged(f"{non_finite.failure}; {where}. Lower training.learning_rate or "
                                "training.clip_norm, then restart with --resume")
     final = checkpoints.read_state(paths["last"]) if paths["last"].exists() else state
-    return {"epochs": final["epoch"], "best_loss": final.get("best_loss"), "best": str(paths["best"]),
-            "last": str(paths["last"]), "stopped_early": bool(early_stopping.stopped_epoch),
-            "epochs_this_run": len(history.history.get("loss", []))}
+    return _summary(paths, final, bool(early_stopping.stopped_epoch), len(history.history.get("loss", [])))
+
+
+def _finished(state: dict, settings: TrainingConfig) -> bool:
+    """True if a checkpoint's run used up its epochs or its early-stopping patience."""
+    return state["epoch"] >= settings.epochs or state.get("wait", 0) >= settings.early_stopping_patience
+
+
+def _summary(paths: dict[str, Path], state: dict, stopped_early: bool, epochs_this_run: int) -> dict:
+    return {"epochs": state["epoch"], "best_loss": state.get("best_loss"), "best": str(paths["best"]),
+            "last": str(paths["last"]), "stopped_early": stopped_early, "epochs_this_run": epochs_this_run}
 
 
 def _processed_file_once(config: Config, context: distributed.Context) -> Path:
