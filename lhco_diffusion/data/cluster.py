@@ -8,7 +8,9 @@ pT-ordered, in coordinates relative to the jet:
     pT_rel = pT / pT_jet,   deta = eta - eta_jet,   dphi = phi - phi_jet wrapped to [-pi, pi)
 
 Jets are stored as fastjet's full-jet (pT, eta, phi, mass) plus the number of stored
-constituents, min(N, P); mjj is the invariant mass of the two jets.
+constituents, min(N, P); mjj is the invariant mass of the two jets. Each jet's N-subjettiness
+tau1..3 (``data.substructure``: its constituents reclustered with kT) comes from all of its
+constituents.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import numpy as np
 from lhco_diffusion.data.kinematics import four_vectors, pt_eta_phi_mass, wrap_phi
 from lhco_diffusion.data.lhco import pad_by_pt
 from lhco_diffusion.data.processed import Events
+from lhco_diffusion.data.substructure import nsubjettiness
 
 EVENTS_PER_CALL = 1000  # fastjet holds every event's clustering history until the call returns
 
@@ -28,8 +31,9 @@ def cluster_events(particles: np.ndarray, label: np.ndarray, npart: int, jet_rad
     """Cluster raw events and keep those whose leading jet has pT > ``min_leading_jet_pt`` [GeV].
 
     particles: (n, 700, 3) [pT GeV, eta, phi], zero-padded; label: (n,).
-    Returns ``Events`` with particles (m, 2, npart, 3), jets (m, 2, 5), mjj (m,) [GeV] for the
-    m <= n events that have two jets and pass the cut, in input order.
+    Returns ``Events`` with particles (m, 2, npart, 3), jets (m, 2, 5), mjj (m,) [GeV] and
+    substructure (m, 2, 3) (tau1, tau2, tau3) for the m <= n events that have two jets and
+    pass the cut, in input order.
     """
     if len(particles) > EVENTS_PER_CALL:
         blocks = range(0, len(particles), EVENTS_PER_CALL)
@@ -58,6 +62,7 @@ def cluster_events(particles: np.ndarray, label: np.ndarray, npart: int, jet_rad
         wrap_phi(phi[member] - jets[member_jet, 2]),
     ], axis=1)
     padded, n_constituents = pad_by_pt(member_jet, pt[member], relative, len(selected), npart)
+    tau = nsubjettiness(pt[member], eta[member], phi[member], member_jet, len(selected))
 
     n_kept = len(kept_events)
     jets = np.concatenate([jets, np.minimum(n_constituents, npart)[:, None]], axis=1)
@@ -67,6 +72,7 @@ def cluster_events(particles: np.ndarray, label: np.ndarray, npart: int, jet_rad
         jets=jets.reshape(n_kept, 2, 5),
         mjj=pt_eta_phi_mass(dijets)[:, 3],
         label=np.asarray(label)[kept_events],
+        substructure=tau.reshape(n_kept, 2, 3),
     )
 
 

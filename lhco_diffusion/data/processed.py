@@ -8,6 +8,12 @@ One file holds N dijet events:
     mjj        float32 (N,)           dijet invariant mass [GeV]
     label      int8    (N,)           1 signal, 0 background (generated events: 0)
 
+optionally (written by ``prepare``; generated events and older files lack it)
+
+    jet_substructure  float32 (N, 2, 3)   N-subjettiness tau1, tau2, tau3 of each jet (exclusive-kT
+                                          axes, beta = 1, R0 = 1: ``data.substructure``), from all of
+                                          the jet's constituents, not only the P stored
+
 and attrs: ``format_version``, ``npart`` (P), ``jet_radius``, ``source``, ``n_read``, ``n_kept``,
 plus whatever the writer adds (config YAML, checkpoint, seed ...).
 
@@ -29,6 +35,8 @@ FORMAT_VERSION = 1
 JET_FEATURES = ("pt", "eta", "phi", "mass", "n_constituents")
 PARTICLE_FEATURES = ("pt_rel", "deta", "dphi")
 DATASETS = ("particles", "jets", "mjj", "label")
+SUBSTRUCTURE = "jet_substructure"  # the optional dataset
+N_TAU = 3  # tau1, tau2, tau3
 _COMPLETE = "n_complete"
 
 
@@ -40,12 +48,15 @@ class Events:
     jets: np.ndarray
     mjj: np.ndarray
     label: np.ndarray
+    substructure: np.ndarray | None = None  # (N, 2, 3) tau1, tau2, tau3, if known
 
     def __post_init__(self):
         self.particles = np.asarray(self.particles, np.float32)
         self.jets = np.asarray(self.jets, np.float32)
         self.mjj = np.asarray(self.mjj, np.float32)
         self.label = np.asarray(self.label, np.int8)
+        if self.substructure is not None:
+            self.substructure = np.asarray(self.substructure, np.float32)
 
     def __len__(self) -> int:
         return len(self.mjj)
@@ -62,12 +73,17 @@ class Events:
 
     def select(self, index) -> "Events":
         """The events at ``index`` (a slice, integer array or boolean mask)."""
-        return Events(self.particles[index], self.jets[index], self.mjj[index], self.label[index])
+        substructure = None if self.substructure is None else self.substructure[index]
+        return Events(self.particles[index], self.jets[index], self.mjj[index], self.label[index], substructure)
 
     @staticmethod
     def concatenate(blocks: "list[Events]") -> "Events":
-        """All events of ``blocks`` in order (they must share P)."""
-        return Events(*(np.concatenate([getattr(b, name) for b in blocks]) for name in DATASETS))
+        """All events of ``blocks`` in order (they must share P); substructure only if every
+        block has it."""
+        substructure = None
+        if all(block.substructure is not None for block in blocks):
+            substructure = np.concatenate([block.substructure for block in blocks])
+        return Events(*(np.concatenate([getattr(b, name) for b in blocks]) for name in DATASETS), substructure)
 
 
 def validate(events: Events, mjj_range: tuple[float, float] | None = None) -> None:
@@ -83,11 +99,13 @@ def validate(events: Events, mjj_range: tuple[float, float] | None = None) -> No
         "jets": (n, 2, len(JET_FEATURES)),
         "label": (n,),
     }
+    if events.substructure is not None:
+        expected["substructure"] = (n, 2, N_TAU)
     for name, shape in expected.items():
         if getattr(events, name).shape != shape:
             raise InputError(f"{name} has shape {getattr(events, name).shape}, expected {shape}")
-    for name in ("particles", "jets", "mjj"):
-        if not np.all(np.isfinite(getattr(events, name))):
+    for name in ("particles", "jets", "mjj", "substructure"):
+        if getattr(events, name) is not None and not np.all(np.isfinite(getattr(events, name))):
             raise InputError(f"{name} contains NaN or infinite values")
     mask = events.mask
     counts = mask.sum(axis=-1)
@@ -115,11 +133,28 @@ def count(path: str | os.PathLike) -> int:
         return int(file.attrs.get(_COMPLETE, file["mjj"].shape[0]))
 
 
+def has_substructure(path: str | os.PathLike) -> bool:
+    """Whether a processed file holds the optional ``jet_substructure`` dataset."""
+    with _open(path) as file:
+        return SUBSTRUCTURE in file
+
+
+def load_columns(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """Per-event datasets (``jets``, ``mjj``, ``label``, ``jet_substructure``) of all complete
+    events of a processed file, without reading the particles."""
+    n = count(path)
+    with _open(path) as file:
+        missing = [name for name in names if name not in file]
+        if missing:
+            raise InputError(f"{path} has no {', '.join(missing)}; prepare it again with this version")
+        return {name: file[name][:n] for name in names}
+
+
 def load(path: str | os.PathLike, start: int = 0, stop: int | None = None,
          npart: int | None = None) -> Events:
     """Events ``start:stop`` of a processed file; ``npart`` < P keeps only the leading particles.
 
-    Truncating to fewer particles drops constituents, so the stored jets then no longer equal the
+    The substructure is read when the file has it. Truncating to fewer particles drops constituents, so the stored jets then no longer equal the
     sum of the kept particles; n_constituents is clipped to ``npart`` to keep the mask consistent.
     """
     with _open(path) as file:
@@ -127,7 +162,8 @@ def load(path: str | os.PathLike, start: int = 0, stop: int | None = None,
         keep = slice(None) if npart is None else slice(0, npart)
         particles = file["particles"][start:stop, :, keep]
         jets = file["jets"][start:stop]
-        events = Events(particles, jets, file["mjj"][start:stop], file["label"][start:stop])
+        substructure = file[SUBSTRUCTURE][start:stop] if SUBSTRUCTURE in file else None
+        events = Events(particles, jets, file["mjj"][start:stop], file["label"][start:stop], substructure)
     if npart is not None:
         events.jets[..., 4] = np.minimum(events.jets[..., 4], events.npart)
     return events
@@ -139,6 +175,7 @@ class EventWriter:
     ``EventWriter(path, npart, attrs)`` creates the file (replacing an old one);
     ``EventWriter(path, npart, resume=True)`` reopens it and continues after the last complete
     chunk. Use as a context manager; ``len(writer)`` is the number of complete events.
+    ``jet_substructure`` is written when the first chunk carries it, and then every chunk must.
     """
 
     def __init__(self, path: str | os.PathLike, npart: int, attrs: dict | None = None,
@@ -148,7 +185,7 @@ class EventWriter:
         if resume and self.path.exists():
             self._file = h5py.File(self.path, "a")
             complete = int(self._file.attrs.get(_COMPLETE, 0))
-            for name in DATASETS:  # drop a chunk that was half written when the run died
+            for name in self._datasets():  # drop a chunk that was half written when the run died
                 self._file[name].resize(complete, axis=0)
         else:
             self._file = h5py.File(self.path, "w")
@@ -159,11 +196,7 @@ class EventWriter:
                 "label": ((), np.int8),
             }
             for name, (tail, dtype) in shapes.items():
-                self._file.create_dataset(
-                    name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
-                    chunks=(max(1, min(1024, 2**22 // (4 * int(np.prod(tail or (1,)))))), *tail),
-                    compression="lzf",
-                )
+                self._create(name, tail, dtype)
             self._file.attrs["format_version"] = FORMAT_VERSION
             self._file.attrs["npart"] = npart
             self._file.attrs[_COMPLETE] = 0
@@ -177,10 +210,19 @@ class EventWriter:
         """Write ``events`` after the complete ones and mark them complete."""
         start = len(self)
         stop = start + len(events)
-        for name in DATASETS:
+        has_substructure = SUBSTRUCTURE in self._file
+        if events.substructure is not None and not has_substructure and start == 0:
+            self._create(SUBSTRUCTURE, (2, N_TAU), np.float32)
+        elif (events.substructure is not None) != has_substructure:
+            raise InputError(f"{self.path} {'holds' if has_substructure else 'lacks'} jet substructure, "
+                             f"the events appended to it {'lack' if has_substructure else 'carry'} it")
+        arrays = {name: getattr(events, name) for name in DATASETS}
+        if events.substructure is not None:
+            arrays[SUBSTRUCTURE] = events.substructure
+        for name, values in arrays.items():
             dataset = self._file[name]
             dataset.resize(stop, axis=0)
-            dataset[start:stop] = getattr(events, name)
+            dataset[start:stop] = values
         self._file.attrs[_COMPLETE] = stop
         self._file.flush()
 
@@ -191,6 +233,17 @@ class EventWriter:
 
     def close(self) -> None:
         self._file.close()
+
+    def _datasets(self) -> list[str]:
+        return [name for name in (*DATASETS, SUBSTRUCTURE) if name in self._file]
+
+    def _create(self, name: str, tail: tuple[int, ...], dtype) -> None:
+        """An empty, growable per-event dataset with event shape ``tail``."""
+        self._file.create_dataset(
+            name, shape=(0, *tail), maxshape=(None, *tail), dtype=dtype,
+            chunks=(max(1, min(1024, 2**22 // (4 * int(np.prod(tail or (1,)))))), *tail),
+            compression="lzf",
+        )
 
     def __enter__(self) -> "EventWriter":
         return self

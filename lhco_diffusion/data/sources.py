@@ -67,7 +67,7 @@ def processed_file(config: Config, progress: bool = True) -> Path:
     """The run's prepared events: ``data.processed``, else ``raw_file(config)`` prepared once.
 
     The prepared file lives in ``<cache_dir>/processed/`` and is reused while its jet radius
-    and leading-jet cut match the configuration. Several processes asking at once would each
+    and leading-jet cut match the configuration and it holds the jet substructure. Several processes asking at once would each
     prepare it (the file stays consistent: each write is atomic); under Horovod let the root
     rank call it first.
     """
@@ -146,9 +146,12 @@ def _cluster_range(task: tuple[Path, int, int, dict]) -> tuple[int, processed.Ev
 
 
 def _made_with(path: Path, data: DataConfig) -> bool:
+    """Whether a cached prepared file matches the configuration and holds everything ``prepare``
+    writes now (files from before the jet substructure are prepared again)."""
     try:
         attrs = processed.read_attrs(path)
+        complete = processed.has_substructure(path)
     except InputError:
         return False
     settings = ("npart", "jet_radius", "min_leading_jet_pt")
-    return all(attrs.get(key) == getattr(data, key) for key in settings)
+    return complete and all(attrs.get(key) == getattr(data, key) for key in settings)
