@@ -1,0 +1,304 @@
+"""The batch scripts in jobs/: syntax, dry runs, the classify array mapping, argument errors.
+
+The scripts run in dry-run mode, or for real with fake ``srun``/``scontrol``/``module`` on PATH
+that only record their calls, so the tests need neither Slurm nor a GPU and take seconds.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import importlib.util
+import itertools
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PERLMUTTER = ROOT / "jobs" / "perlmutter"
+LOCAL = ROOT / "jobs" / "local" / "horovodrun.sh"
+SCRIPTS = [PERLMUTTER / f"{step}.sbatch" for step in ("train", "sample", "classify", "evaluate")] + [LOCAL]
+PAPER_CONFIG = "configs/lhco_279.yaml"
+
+# The classify array of the paper configs (issue and jobs/README.md): 2 modes x 9 injections x 10 seeds.
+MODES = ("cwola", "idealized")
+INJECTIONS = (500, 1000, 2000, 3000, 4000, 5000, 6000, 7000, 10000)
+SEEDS = tuple(range(10))
+# Entry points written concurrently with these scripts: a checkout may not have them yet.
+WRITTEN_ELSEWHERE = {"lhco_diffusion.sample", "lhco_diffusion.pipeline"}
+
+FAKE_COMMAND = """#!/bin/sh
+echo "$(basename "$0") $*" >> "$FAKE_CALLS"
+echo "fake $(basename "$0") ran: $*"
+if [ -n "$FAKE_WAIT_FOR" ]; then
+    touch "$FAKE_WAIT_FOR.started"
+    while [ ! -e "$FAKE_WAIT_FOR" ]; do sleep 0.05; done
+fi
+case "$(basename "$0")" in srun|horovodrun) exit "${FAKE_STEP_STATUS:-0}" ;; esac
+"""
+
+
+@pytest.fixture
+def jobs_env(tmp_path) -> dict:
+    """Environment for the scripts: no Slurm variables, fakes for every launcher and for module
+    (recording calls in FAKE_CALLS; srun and horovodrun exit with FAKE_STEP_STATUS), ``python``
+    and ``python3`` meaning the interpreter running the tests, run_dir under tmp_path."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    for name in ("srun", "scontrol", "horovodrun", "module", "sbatch"):
+        (fake_bin / name).write_text(FAKE_COMMAND)
+    for name in ("python", "python3"):
+        (fake_bin / name).write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} "$@"\n')
+    for path in fake_bin.iterdir():
+        path.chmod(0o755)
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("SLURM_", "LHCO_", "FAKE_")) and key not in ("DRY_RUN", "NP")}
+    env.update(PATH=f"{fake_bin}{os.pathsep}{env['PATH']}", LHCO_VENV="", FAKE_CALLS=str(tmp_path / "calls"),
+               RUN_DIR_FOR_TEST=str(tmp_path / "run"))
+    return env
+
+
+def run(script: Path, *args: str, env: dict, dry_run: bool = True, **extra_env: str):
+    """Run ``script`` with ``args`` and paths.run_dir moved to the test's temporary directory."""
+    arguments = ["--dry-run"] if dry_run else []
+    arguments += [*args, "--set", f"paths.run_dir={env['RUN_DIR_FOR_TEST']}"]
+    return subprocess.run(["bash", str(script), *arguments], cwd=ROOT, env={**env, **extra_env},
+                          capture_output=True, text=True, timeout=60)
+
+
+def python_commands(stdout: str) -> list[tuple[str, dict[str, str]]]:
+    """(module, {option: value}) of every ``python -m lhco_diffusion.X ...`` a dry run printed."""
+    commands = []
+    for line in stdout.splitlines():
+        if not line.startswith("[dry-run]") or " python -m " not in line:
+            continue
+        command, _, log = line.partition(" 2>&1 | tee -a ")
+        assert log, f"the step's output is not logged: {line}"
+        words = shlex.split(command)
+        words = words[words.index("python") + 1:]
+        assert words[0] == "-m", line
+        options = {}
+        for word, following in itertools.pairwise(words[2:] + [""]):
+            if word.startswith("--"):
+                options[word] = "" if following.startswith("--") else following
+        commands.append((words[1], options))
+    return commands
+
+
+def calls(env: dict) -> list[str]:
+    path = Path(env["FAKE_CALLS"])
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def sbatch_options(script: Path) -> list[str]:
+    return [line.removeprefix("#SBATCH").strip() for line in script.read_text().splitlines()
+            if line.startswith("#SBATCH")]
+
+
+@pytest.mark.parametrize("path", SCRIPTS + [PERLMUTTER / "common.sh"], ids=lambda path: path.name)
+def test_shell_syntax(path):
+    result = subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda path: path.name)
+def test_dry_run_names_existing_configs_and_modules(script, how, jobs_env):
+    args, extra = ([], {"DRY_RUN": "1"}) if how == "environment" else (["--dry-run"], {})
+    result = run(script, *args, PAPER_CONFIG, env=jobs_env, dry_run=False, NP="2", **extra)
+    assert result.returncode == 0, result.stderr
+    commands = python_commands(result.stdout)
+    assert commands, result.stdout
+    missing = []
+    for module, options in commands:
+        assert module.startswith("lhco_diffusion."), module
+        assert (ROOT / options["--config"]).is_file(), options
+        if importlib.util.find_spec(module) is None:
+            missing.append(module)
+    launcher = "horovodrun" if script == LOCAL else "srun"
+    assert all(line.startswith(f"[dry-run] {launcher} ") for line in result.stdout.splitlines()
+               if " python -m " in line), result.stdout
+    assert calls(jobs_env) == [], "a dry run executed commands"
+    assert not Path(jobs_env["RUN_DIR_FOR_TEST"]).exists(), "a dry run created the run directory"
+    assert set(missing) <= WRITTEN_ELSEWHERE, f"no such entry point: {missing}"
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not in this checkout yet")
+
+
+def test_dry_run_prints_the_environment_it_would_load(jobs_env):
+    env = {key: value for key, value in jobs_env.items() if key != "LHCO_VENV"}
+    result = run(PERLMUTTER / "train.sbatch", PAPER_CONFIG, env=env)
+    assert result.returncode == 0, result.stderr
+    assert "[dry-run] module load python cudatoolkit cudnn nccl" in result.stdout
+    assert f"[dry-run] source {ROOT / '.venv' / 'bin' / 'activate'}" in result.stdout
+    assert "HOROVOD_GPU_OPERATIONS=NCCL" in result.stdout
+    assert calls(jobs_env) == []
+
+
+def test_train_runs_one_resumable_task_per_gpu_on_4_nodes(jobs_env):
+    options = sbatch_options(PERLMUTTER / "train.sbatch")
+    for expected in ("-N 4", "--ntasks-per-node=4", "--gpus-per-node=4", "-C gpu", "-q regular", "--requeue"):
+        assert expected in options
+    result = run(PERLMUTTER / "train.sbatch", PAPER_CONFIG, env=jobs_env)
+    [line] = [line for line in result.stdout.splitlines() if " python -m " in line]
+    assert line.startswith("[dry-run] srun --gpu-bind=none python -m lhco_diffusion.train ")
+    assert "--resume" in python_commands(result.stdout)[0][1]
+    assert f"tee -a {jobs_env['RUN_DIR_FOR_TEST']}/logs/train-local-" in line
+
+
+def test_local_horovodrun_uses_np_workers(jobs_env):
+    result = run(LOCAL, "configs/default.yaml", env=jobs_env, NP="3")
+    assert result.returncode == 0, result.stderr
+    assert "[dry-run] horovodrun -np 3 -H localhost:3 python -m lhco_diffusion.train " in result.stdout
+
+
+@pytest.mark.parametrize("config, args, n", [(PAPER_CONFIG, [], "200000"), ("configs/test.yaml", [], "200"),
+                                             (PAPER_CONFIG, ["--n", "7"], "7")])
+def test_sample_takes_n_from_config_unless_given(config, args, n, jobs_env):
+    result = run(PERLMUTTER / "sample.sbatch", config, *args, env=jobs_env)
+    [(module, options)] = python_commands(result.stdout)
+    assert module == "lhco_diffusion.sample"
+    assert options["--n"] == n
+    assert options["--output"] == f"{jobs_env['RUN_DIR_FOR_TEST']}/samples/SR.h5"
+    assert options["--checkpoint"] == f"{jobs_env['RUN_DIR_FOR_TEST']}/checkpoints/best"
+
+
+def _task(options: dict) -> tuple[str, int, int]:
+    return options["--mode"], int(options["--nsig"]), int(options["--seed"])
+
+
+def classify_task(index: int, env: dict) -> tuple[str, int, int]:
+    """(mode, nsig, seed) of the dry run of array task ``index`` of the paper configuration."""
+    result = run(PERLMUTTER / "classify.sbatch", PAPER_CONFIG, env=env, SLURM_ARRAY_TASK_ID=str(index))
+    assert result.returncode == 0, result.stderr
+    [(module, options)] = python_commands(result.stdout)
+    assert module == "lhco_diffusion.classify"
+    assert options["--output"] == f"{env['RUN_DIR_FOR_TEST']}/scores/{options['--mode']}"
+    assert ("--generated" in options) == (options["--mode"] == "cwola")
+    assert f"task {index}: mode={options['--mode']} " in result.stdout
+    return _task(options)
+
+
+def assert_documented_array(tasks: list[tuple[str, int, int]]) -> None:
+    """Exactly 2 modes x 9 injections x 10 seeds, at index (mode_i * 9 + nsig_i) * 10 + seed."""
+    assert sorted(tasks) == sorted(itertools.product(MODES, INJECTIONS, SEEDS))
+    for index, (mode, nsig, seed) in enumerate(tasks):
+        assert index == (MODES.index(mode) * len(INJECTIONS) + INJECTIONS.index(nsig)) * len(SEEDS) + seed
+
+
+def test_classify_array_is_the_documented_grid(jobs_env):
+    assert "--array=0-179" in sbatch_options(PERLMUTTER / "classify.sbatch")
+    printed = run(PERLMUTTER / "classify.sbatch", "--print-array", PAPER_CONFIG, env=jobs_env, dry_run=False)
+    assert printed.stdout.strip() == "0-179"
+    # a dry run without an index lists the whole array, in index order
+    listing = run(PERLMUTTER / "classify.sbatch", PAPER_CONFIG, env=jobs_env)
+    tasks = [_task(options) for _, options in python_commands(listing.stdout)]
+    assert_documented_array(tasks)
+    for index in (0, 9, 10, 89, 90, 95, 179):  # the edges; every index: the slow test below
+        assert classify_task(index, jobs_env) == tasks[index]
+
+
+@pytest.mark.slow
+def test_every_array_index_runs_its_documented_task(jobs_env):
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        tasks = list(pool.map(lambda index: classify_task(index, jobs_env), range(180)))
+    assert_documented_array(tasks)
+
+
+def test_readme_array_table_matches_the_script(jobs_env):
+    rows = re.findall(r"^\|\s*(\d+)[-–](\d+)\s*\|\s*(\w[\w-]*)\s*\|\s*(\d+)\s*\|", (ROOT / "jobs" / "README.md")
+                      .read_text(), flags=re.MULTILINE)
+    assert len(rows) == len(MODES) * len(INJECTIONS)
+    listing = run(PERLMUTTER / "classify.sbatch", PAPER_CONFIG, env=jobs_env)
+    tasks = [_task(options) for _, options in python_commands(listing.stdout)]
+    for first, last, mode, nsig in rows:
+        assert tasks[int(first):int(last) + 1] == [(mode, int(nsig), seed) for seed in SEEDS]
+
+
+def test_classify_skips_tasks_whose_scores_exist(jobs_env):
+    scores = Path(jobs_env["RUN_DIR_FOR_TEST"]) / "scores" / "idealized"
+    scores.mkdir(parents=True)
+    (scores / "nsig500_seed5.h5").touch()
+    result = run(PERLMUTTER / "classify.sbatch", PAPER_CONFIG, env=jobs_env, SLURM_ARRAY_TASK_ID="95")
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stdout and python_commands(result.stdout) == []
+
+
+BAD_ARGUMENTS = [(script, []) for script in SCRIPTS] + [
+    (PERLMUTTER / "train.sbatch", ["configs/missing.yaml"]),
+    (PERLMUTTER / "train.sbatch", [PAPER_CONFIG, "--bogus"]),
+    (PERLMUTTER / "train.sbatch", [PAPER_CONFIG, "configs/default.yaml"]),
+    (PERLMUTTER / "train.sbatch", [PAPER_CONFIG, "--set"]),
+    (PERLMUTTER / "sample.sbatch", [PAPER_CONFIG, "--region", "CR"]),
+    (PERLMUTTER / "sample.sbatch", [PAPER_CONFIG, "--n", "many"]),
+    (PERLMUTTER / "sample.sbatch", [PAPER_CONFIG, "--n"]),
+    (PERLMUTTER / "classify.sbatch", [PAPER_CONFIG, "--index", "x"]),
+    (PERLMUTTER / "classify.sbatch", [PAPER_CONFIG, "--index", "180"]),
+    (PERLMUTTER / "evaluate.sbatch", [PAPER_CONFIG, "--generated", "SR.h5"]),
+    (LOCAL, ["configs/default.yaml", "extra.yaml"]),
+]
+
+
+@pytest.mark.parametrize("script, args", BAD_ARGUMENTS,
+                         ids=lambda value: value.name if isinstance(value, Path) else " ".join(value))
+def test_bad_arguments_exit_2_with_usage(script, args, jobs_env):
+    result = subprocess.run(["bash", str(script), "--dry-run", *args], cwd=ROOT, env=jobs_env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "error: " in result.stderr and f"usage: {script.name}" in result.stderr
+    assert calls(jobs_env) == []
+
+
+def test_classify_needs_an_index_outside_a_dry_run(jobs_env):
+    result = run(PERLMUTTER / "classify.sbatch", PAPER_CONFIG, env=jobs_env, dry_run=False, LHCO_MODULES="")
+    assert result.returncode == 2 and "usage: classify.sbatch" in result.stderr
+    assert calls(jobs_env) == []
+
+
+def test_bad_config_value_is_one_sentence_and_exit_2(jobs_env):
+    result = run(PERLMUTTER / "train.sbatch", PAPER_CONFIG, "--set", "trainng.epochs=1", env=jobs_env)
+    assert result.returncode == 2
+    assert "unknown section 'trainng'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_real_run_logs_next_to_results_and_keeps_the_exit_status(jobs_env):
+    result = run(PERLMUTTER / "train.sbatch", PAPER_CONFIG, env=jobs_env, dry_run=False,
+                 SLURM_JOB_ID="42", FAKE_STEP_STATUS="3")
+    assert result.returncode == 3, result.stdout + result.stderr
+    modules, step = calls(jobs_env)
+    assert modules == "module load python cudatoolkit cudnn nccl"
+    assert step.startswith("srun --gpu-bind=none python -m lhco_diffusion.train --config configs/lhco_279.yaml")
+    log = (Path(jobs_env["RUN_DIR_FOR_TEST"]) / "logs" / "train-42.log").read_text()
+    assert "fake srun ran: --gpu-bind=none python -m lhco_diffusion.train" in log
+
+
+def test_usr1_before_the_time_limit_requeues_the_job(jobs_env, tmp_path):
+    release = tmp_path / "release"
+    env = {**jobs_env, "LHCO_MODULES": "", "SLURM_JOB_ID": "42", "FAKE_WAIT_FOR": str(release)}
+    arguments = [PAPER_CONFIG, "--set", f"paths.run_dir={jobs_env['RUN_DIR_FOR_TEST']}"]
+    process = subprocess.Popen(["bash", str(PERLMUTTER / "train.sbatch"), *arguments], cwd=ROOT, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while not Path(f"{release}.started").exists():
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGUSR1)
+        while not any(call.startswith("scontrol") for call in calls(jobs_env)):
+            assert time.monotonic() < deadline, "no requeue after USR1"
+            time.sleep(0.05)
+        assert process.poll() is None, "the step was abandoned instead of waited for"
+        release.touch()
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        release.touch()
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stdout + stderr
+    assert "scontrol requeue 42" in calls(jobs_env)
+    assert (Path(jobs_env["RUN_DIR_FOR_TEST"]) / "logs" / "train-42.log").is_file()
