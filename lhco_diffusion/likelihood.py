@@ -4,8 +4,9 @@
     dx/dt = f(t) x - g^2(t) score / 2,   score = -eps_hat / sigma,   eps_hat = sigma x + alpha v
     log p_0(x) = log N(x_1; 0, I) + integral_0^1 div(dx/dt) dt
 
-``v_fn(x, t)`` is any v-prediction with the signature of ``sampling.sample`` (x (batch, ...),
-t (batch, 1)); it must treat events independently (no cross-talk along the batch axis).
+``v_fn(x, t, *args)`` is any v-prediction with the signature of ``sampling.sample`` (x (batch, ...),
+t (batch, 1), conditioning tensors ``args``); it must treat events independently (no cross-talk
+along the batch axis).
 The whole batch is one ``scipy.integrate.solve_ivp`` (RK45) system: the flattened state plus one
 log-det accumulator per event. The integration starts at t = 0 itself: the schedule stops at
 log-SNR 20, where f and g^2/sigma are finite, so no cut-off time is needed. The network runs in
@@ -24,7 +25,7 @@ from lhco_diffusion.models import schedule
 
 
 def log_likelihood(v_fn, x, mask=None, exact: bool = True, atol: float = 5.0e-5, rtol: float = 1.0e-4,
-                   seed: int = 0) -> np.ndarray:
+                   seed: int = 0, args=()) -> np.ndarray:
     """log p_0(x) in nats of each event of x (batch, ...) under the model ``v_fn``.
 
     mask: (batch, ..., 1) 1 for real entries, 0 for padding; padded entries are not dimensions
@@ -32,6 +33,7 @@ def log_likelihood(v_fn, x, mask=None, exact: bool = True, atol: float = 5.0e-5,
     exact: trace of the Jacobian (batch x D x D memory, for jets and small point clouds);
     otherwise Hutchinson's estimate with one Rademacher probe per entry, fixed for the
     whole solve and drawn from ``seed`` (unbiased; per-event noise ~ the Jacobian's size).
+    args: conditioning tensors passed on to every ``v_fn(x, t, *args)`` call.
     Returns (batch,) float64.
     """
     x = np.asarray(x, np.float64)
@@ -46,7 +48,7 @@ def log_likelihood(v_fn, x, mask=None, exact: bool = True, atol: float = 5.0e-5,
 
     def derivative(t, state):
         x_t = state[:-batch].reshape(shape)
-        velocity, divergence = _velocity_divergence(v_fn, x_t, t, mask_tensor, probe)
+        velocity, divergence = _velocity_divergence(v_fn, x_t, t, mask_tensor, probe, tuple(args))
         drift, drift_divergence = _probability_flow(x_t, velocity, divergence, dimensions, t)
         return np.concatenate([drift.ravel(), drift_divergence])
 
@@ -91,23 +93,23 @@ def _probability_flow(x, velocity, divergence, dimensions, t):
     return f * x - 0.5 * g2 * score, f * dimensions - 0.5 * g2 * score_divergence
 
 
-def _velocity_divergence(v_fn, x, t, mask, probe):
+def _velocity_divergence(v_fn, x, t, mask, probe, args):
     """(v (batch, ...), div v (batch,)) as float64 numpy, v zero in padded entries."""
     x = tf.constant(x, tf.float32)
     t = tf.fill([x.shape[0], 1], tf.constant(t, tf.float32))
     if probe is None:
-        velocity, divergence = _exact_divergence(v_fn, x, t, mask)
+        velocity, divergence = _exact_divergence(v_fn, x, t, mask, args)
     else:
-        velocity, divergence = _hutchinson_divergence(v_fn, x, t, mask, tf.constant(probe, tf.float32))
+        velocity, divergence = _hutchinson_divergence(v_fn, x, t, mask, tf.constant(probe, tf.float32), args)
     return velocity.numpy().astype(np.float64), divergence.numpy().astype(np.float64)
 
 
 @tf.function(reduce_retracing=True)
-def _exact_divergence(v_fn, x, t, mask):
+def _exact_divergence(v_fn, x, t, mask, args):
     """Trace of each event's Jacobian dv/dx over real entries (masked rows are zero)."""
     with tf.GradientTape() as tape:
         tape.watch(x)
-        velocity = v_fn(x, t) * mask
+        velocity = v_fn(x, t, *args) * mask
         flat = tf.reshape(velocity, (tf.shape(x)[0], -1))
     jacobian = tape.batch_jacobian(flat, x)  # (batch, D, ...)
     jacobian = tf.reshape(jacobian, (tf.shape(x)[0], tf.shape(flat)[1], tf.shape(flat)[1]))
@@ -115,11 +117,11 @@ def _exact_divergence(v_fn, x, t, mask):
 
 
 @tf.function(reduce_retracing=True)
-def _hutchinson_divergence(v_fn, x, t, mask, probe):
+def _hutchinson_divergence(v_fn, x, t, mask, probe, args):
     """z^T (dv/dx) z per event, z = probe (Rademacher, zero in padded entries)."""
     with tf.GradientTape() as tape:
         tape.watch(x)
-        velocity = v_fn(x, t) * mask
+        velocity = v_fn(x, t, *args) * mask
         projection = tf.reduce_sum(velocity * probe)
     probe_jacobian = tape.gradient(projection, x)
     return velocity, tf.reduce_sum(tf.reshape(probe_jacobian * probe, (tf.shape(x)[0], -1)), axis=1)

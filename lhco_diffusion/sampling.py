@@ -3,9 +3,12 @@
     x = sample(v_fn, noise, num_steps=512, solver="ddim2", mask=mask)       # t = 1 -> 0
     x = partial_diffusion(v_fn, x0, t_star=0.5, num_steps=512, seed=3)       # x0 -> t* -> 0
 
-``v_fn(x, t)`` takes ``x`` shaped like the state (batch first, any rank) and ``t`` (batch, 1) in
-[0, 1] of the cosine log-SNR schedule (``models.schedule``) and returns v = alpha eps - sigma x of
-x's shape; conditioning (mjj, jets, masks) lives inside ``v_fn``. With a ``mask`` (batch, ..., 1)
+``v_fn(x, t, *args)`` takes ``x`` shaped like the state (batch first, any rank), ``t`` (batch, 1)
+in [0, 1] of the cosine log-SNR schedule (``models.schedule``) and the conditioning tensors
+``args`` (mjj, jets, masks; default none), and returns v = alpha eps - sigma x of x's shape.
+The step loop is one tf.function traced once per ``v_fn`` object and input rank (sizes that
+change between calls become dynamic): pass conditioning through ``args`` rather than a new
+closure per call, which would trace the loop again every time. With a ``mask`` (batch, ..., 1)
 of real entries the state and every prediction are multiplied by it, so padded entries stay
 exactly 0. Each solver is a deterministic discretisation of the probability-flow ODE:
 
@@ -53,15 +56,15 @@ def time_grid(solver: str, num_steps: int, t_start: float = 1.0) -> tf.Tensor:
     return tf.constant(times, tf.float32)
 
 
-def sample(v_fn, x_init, num_steps: int, solver: str = "ddim2", mask=None, t_start: float = 1.0) -> tf.Tensor:
+def sample(v_fn, x_init, num_steps: int, solver: str = "ddim2", mask=None, t_start: float = 1.0,
+           args=()) -> tf.Tensor:
     """Integrate the probability-flow ODE from ``t_start`` to 0 in ``num_steps`` steps spread
     over [0, t_start] (``denoise`` keeps the step size of a full run instead).
 
     x_init: (batch, ...) float32 state at ``t_start`` (pure noise N(0, I) for t_start = 1).
     mask: (batch, ..., 1) 1 for real entries, 0 for padding; None means all real.
+    args: tensors (or arrays) passed on to every ``v_fn(x, t, *args)`` call.
     Returns the (batch, ...) float32 sample at t = 0 (ddim2: the last step's x_hat).
-    The step loop is one tf.function, traced once per ``v_fn`` object and input rank (sizes
-    that change between calls become dynamic), so keep one ``v_fn`` for repeated calls.
     """
     if not 0.0 < t_start <= 1.0:
         raise ValueError(f"t_start must be in (0, 1], not {t_start}")
@@ -70,7 +73,7 @@ def sample(v_fn, x_init, num_steps: int, solver: str = "ddim2", mask=None, t_sta
     mask = tf.ones_like(x[..., :1]) if mask is None else tf.cast(mask, tf.float32)
     if mask.shape.rank != x.shape.rank:
         raise ValueError(f"mask must have shape (batch, ..., 1) for x of shape {x.shape}, not {mask.shape}")
-    return _integrate(v_fn, _STEPS[solver], x * mask, mask, times)
+    return _integrate(v_fn, _STEPS[solver], x * mask, mask, times, tuple(args))
 
 
 def steps_below(solver: str, t_star: float, num_steps: int) -> int:
@@ -91,26 +94,27 @@ def steps_below(solver: str, t_star: float, num_steps: int) -> int:
     return max(1, math.ceil(round(num_steps * fraction, 6)))
 
 
-def denoise(v_fn, x_t, t_star: float, num_steps: int, solver: str = "ddim2", mask=None) -> tf.Tensor:
+def denoise(v_fn, x_t, t_star: float, num_steps: int, solver: str = "ddim2", mask=None, args=()) -> tf.Tensor:
     """Integrate a state x_t (batch, ...) at ``t_star`` back to 0 with the part of the
     ``num_steps``-step grid below ``t_star`` (``steps_below``): network evaluations scale with
     t_star for ddim/ddim2 and with the log-SNR span below t_star for dpm2."""
-    return sample(v_fn, x_t, steps_below(solver, t_star, num_steps), solver, mask, t_start=t_star)
+    return sample(v_fn, x_t, steps_below(solver, t_star, num_steps), solver, mask, t_star, args)
 
 
 def partial_diffusion(v_fn, x0, t_star: float, num_steps: int, solver: str = "ddim2", mask=None,
-                      seed: int | None = None) -> tf.Tensor:
+                      seed=None, args=()) -> tf.Tensor:
     """Drapes partial diffusion: noise x0 (batch, ...) to t_star, x = alpha x0 + sigma eps, and
-    ``denoise`` back to 0 with the (new) conditioning inside ``v_fn``.
+    ``denoise`` back to 0 with the (new) conditioning ``args`` of ``v_fn``.
 
     ``num_steps`` counts steps over the whole [0, 1] interval (see ``steps_below``).
-    eps = ``numpy.random.default_rng(seed).standard_normal(x0.shape)`` (fresh when seed is None).
+    eps = ``numpy.random.default_rng(seed).standard_normal(x0.shape)`` (fresh when seed is None;
+    an int or a sequence of ints).
     Returns (batch, ...) float32; t_star = 1 is full generation from eps, t_star -> 0 returns x0.
     """
     x0 = tf.convert_to_tensor(x0, tf.float32)
     noise = np.random.default_rng(seed).standard_normal(x0.shape).astype(np.float32)
     alpha, sigma = schedule.alpha_sigma(t_star)
-    return denoise(v_fn, alpha * x0 + sigma * noise, t_star, num_steps, solver, mask)
+    return denoise(v_fn, alpha * x0 + sigma * noise, t_star, num_steps, solver, mask, args)
 
 
 def _check(solver: str, num_steps: int) -> None:
@@ -121,11 +125,11 @@ def _check(solver: str, num_steps: int) -> None:
 
 
 @tf.function(reduce_retracing=True)
-def _integrate(v_fn, step, x, mask, times):
+def _integrate(v_fn, step, x, mask, times, args):
     """Apply ``step`` over consecutive pairs of ``times`` (n + 1,); returns the last result."""
 
     def velocity(state, t):
-        return v_fn(state, tf.fill([tf.shape(state)[0], 1], t)) * mask
+        return v_fn(state, tf.fill([tf.shape(state)[0], 1], t), *args) * mask
 
     def body(i, state, result):
         state, result = step(velocity, state, times[i], times[i + 1])

@@ -51,6 +51,13 @@ def test_exact_divergence_gives_the_gaussian_log_density():
     assert_log_density(likelihood.log_likelihood(NARROW, x, exact=True), NARROW.log_density(x))
 
 
+def test_conditioning_goes_through_args():
+    x = NARROW.draw((30, 8), seed=33)
+    shift = np.random.default_rng(34).standard_normal((30, 8)).astype(np.float32)
+    log_p = likelihood.log_likelihood(NARROW, x + shift, exact=False, args=(tf.constant(shift),))
+    assert_log_density(log_p, NARROW.log_density(x))
+
+
 def test_default_tolerances_are_the_configured_ones():
     from lhco_diffusion.config import LikelihoodConfig
 
