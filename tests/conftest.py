@@ -38,3 +38,14 @@ def processed_file(test_config) -> Path:
     from lhco_diffusion.data.sources import processed_file as prepare_once
 
     return prepare_once(test_config)
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(test_config, processed_file, tmp_path_factory) -> Path:
+    """``checkpoints/best`` of the tiny configuration trained for two short epochs, made once."""
+    from lhco_diffusion import training
+
+    run_dir = tmp_path_factory.mktemp("trained")
+    config = config_module.from_dict(test_config.to_dict(), "test.yaml",
+                                     [f"paths.run_dir={run_dir}", "training.steps_per_epoch=6"])
+    return Path(training.train(config)["best"])

@@ -74,6 +74,9 @@ class DiffusionModel(tf.keras.Model):
         self.wrap_tape = wrap_tape
         self.noise_seed = noise_seed
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        # One pair of bound methods for the samplers' v_fn(x, t, *conditioning): the same objects
+        # every time, so tf.function reuses its graphs from batch to batch instead of retracing.
+        self.sampling_velocities = (self.jet_velocity, self.particle_velocity)
 
     def _network_pairs(self):
         return ((self.jet_network, self.ema_jet_network), (self.particle_network, self.ema_particle_network))

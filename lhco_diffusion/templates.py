@@ -1,0 +1,160 @@
+"""Background templates: which events to generate, and writing them chunk by chunk.
+
+    mjj = conditioning_mjj(config, data_path, "SR", n, seed)
+    summary = write_templates(output, checkpoint, config, data_path, region="SR", n=200_000, ...)
+
+Generation modes (``sampling.mode``):
+
+    noise        fresh events from noise; SR: mjj from the KDE (``data.kde_source``) restricted to
+                 the SR; SB: mjj of the held-out sideband split (resampled)
+    partial-sr   SR data re-diffused from t* with their own mjj
+    partial-sb   held-out sideband data re-diffused from t* with SR mjj drawn from the KDE
+    partial-ref  a reference file's SR events re-diffused from t* with their own mjj
+
+Partial modes make ``sampling.oversampling`` templates per source event (fresh noise each), at
+most ``n``. The output is a processed-schema file written ``batch_size`` events at a time;
+chunk k is generated from the seed (seed, k) alone, so a run resumed after k chunks writes
+exactly what the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from lhco_diffusion import generation, training
+from lhco_diffusion.checkpoints import Checkpoint
+from lhco_diffusion.config import Config
+from lhco_diffusion.data import processed, regions
+from lhco_diffusion.data.mjj import MjjSampler
+from lhco_diffusion.data.processed import Events
+from lhco_diffusion.errors import InputError
+
+MODES = ("noise", "partial-sr", "partial-sb", "partial-ref")
+REGIONS = ("SR", "SB")
+_RESUMED_SETTINGS = ("region", "mode", "seed", "batch_size", "n_requested", "t_star", "solver", "num_steps")
+
+
+def conditioning_mjj(config: Config, data_path: str | os.PathLike, region: str, n: int, seed: int) -> np.ndarray:
+    """(n,) mjj [GeV] to generate ``region`` events at (see the module docstring)."""
+    if region == "SR":
+        return kde(config, data_path).sample(n, config.data.signal_region, seed)
+    held_out = held_out_sideband(config, data_path).mjj
+    return np.random.default_rng(seed).choice(held_out, n, replace=len(held_out) < n)
+
+
+def kde(config: Config, data_path: str | os.PathLike) -> MjjSampler:
+    """The mjj density fitted to the data's SR (or sideband) events, as ``data.kde_source`` says."""
+    mjj = _mjj(data_path)
+    if config.data.kde_source == "signal_region":
+        mjj = mjj[regions.signal_region_mask(mjj, config.data)]
+    else:
+        mjj = mjj[regions.sideband_mask(mjj, config.data)]
+    return MjjSampler.fit(mjj, config.data.kde_bandwidth)
+
+
+def held_out_sideband(config: Config, data_path: str | os.PathLike) -> Events:
+    """The sideband background split the diffusion models never saw (``validation``)."""
+    background = training.sideband_background(data_path, config)
+    split = regions.sideband_splits(len(background), config.data.sideband_fractions, config.data.seed)
+    return background.select(split["validation"])
+
+
+def source_events(config: Config, data_path: str | os.PathLike, mode: str,
+                  reference: str | os.PathLike | None) -> Events:
+    """The events a partial mode starts from."""
+    if mode == "partial-sb":
+        return held_out_sideband(config, data_path)
+    if mode == "partial-ref" and reference is None:
+        raise InputError("mode partial-ref needs --reference FILE.h5")
+    path = reference if mode == "partial-ref" else data_path
+    events = processed.load(path, npart=config.data.npart)
+    return regions.signal_region_events(events, config.data)
+
+
+def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: Config,
+                    data_path: str | os.PathLike, region: str, n: int, seed: int, batch_size: int,
+                    resume: bool = False, reference: str | os.PathLike | None = None,
+                    progress: bool = True, attrs: dict | None = None) -> dict:
+    """Generate ``n`` events of ``region`` with ``config.sampling``'s mode, solver and steps into
+    ``output`` (processed schema); returns ``{"n", "output", "seconds_per_event"...}``."""
+    settings = config.sampling
+    output = Path(output)
+    if region not in REGIONS:
+        raise InputError(f"region must be SR or SB, not {region}")
+    if settings.mode != "noise" and region != "SR":
+        raise InputError(f"mode {settings.mode} makes signal-region templates; use --region SR")
+    if n < 1 or batch_size < 1:
+        raise InputError("the number of events and the batch size must be at least 1")
+    if output.exists() and not resume:
+        raise InputError(f"{output} exists; pass --resume to complete it or choose another --output")
+    plan = _plan(config, data_path, region, n, seed, reference)
+    record = {"region": region, "mode": settings.mode, "seed": seed, "batch_size": batch_size,
+              "n_requested": n, "t_star": settings.t_star, "solver": settings.solver,
+              "num_steps": settings.num_steps}
+    if resume and output.exists():
+        _check_resumable(output, record)
+    attrs = {**(attrs or {}), **record, "config": config.to_yaml(),
+             "code_version": importlib.metadata.version("lhco_diffusion")}
+    npart = config.data.npart
+    with processed.EventWriter(output, npart, attrs, resume=resume) as writer, \
+            tqdm(total=len(plan["mjj"]), initial=len(writer), unit="ev", desc=f"generating {region}",
+                 disable=not progress) as bar:
+        for start in range(len(writer), len(plan["mjj"]), batch_size):
+            rows = slice(start, start + batch_size)
+            writer.append(_chunk(checkpoint, config, plan, rows, npart, [seed, start // batch_size]))
+            bar.update(len(plan["mjj"][rows]))
+        writer.set_attrs(complete=True)
+        return {"n": len(writer), "output": str(output)}
+
+
+def _plan(config, data_path, region, n, seed, reference) -> dict:
+    """The mjj (n,) of every event to make and, for partial modes, its source event index."""
+    mode, oversampling = config.sampling.mode, config.sampling.oversampling
+    if mode == "noise":
+        return {"mjj": conditioning_mjj(config, data_path, region, n, seed), "source": None}
+    if mode not in MODES:
+        raise InputError(f"sampling.mode must be one of {', '.join(MODES)}, not {mode}")
+    source = source_events(config, data_path, mode, reference)
+    rows = np.tile(np.arange(len(source)), oversampling)[:n]
+    if mode == "partial-sb":
+        mjj = conditioning_mjj(config, data_path, "SR", len(rows), seed)
+    else:
+        mjj = source.mjj[rows]
+    return {"mjj": mjj, "source": source, "rows": rows}
+
+
+def _chunk(checkpoint: Checkpoint, config: Config, plan: dict, rows: slice, npart: int, seed) -> Events:
+    settings = config.sampling
+    mjj = plan["mjj"][rows]
+    if plan["source"] is None:
+        return generation.generate_events(checkpoint.model, checkpoint.stats, mjj, npart, settings.solver,
+                                          settings.num_steps, seed)
+    events = plan["source"].select(plan["rows"][rows])
+    return generation.partially_diffuse_events(checkpoint.model, checkpoint.stats, events, mjj, settings.t_star,
+                                               npart, settings.solver, settings.num_steps, seed)
+
+
+def _check_resumable(output: Path, record: dict) -> None:
+    stored = processed.read_attrs(output)
+    changed = [key for key in _RESUMED_SETTINGS if key in stored and _differs(stored[key], record[key])]
+    if changed:
+        values = ", ".join(f"{key}={stored[key]}" for key in changed)
+        raise InputError(f"{output} was started with {values}; resume it with the same settings")
+
+
+def _differs(stored, wanted) -> bool:
+    if isinstance(wanted, float):
+        return not np.isclose(float(stored), wanted)
+    return str(stored) != str(wanted)
+
+
+def _mjj(path: str | os.PathLike) -> np.ndarray:
+    import h5py
+
+    n = processed.count(path)
+    with h5py.File(path, "r") as file:
+        return file["mjj"][:n]

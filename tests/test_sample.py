@@ -1,0 +1,103 @@
+"""python -m lhco_diffusion.sample: generated files obey the processed schema and resume exactly."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lhco_diffusion import checkpoints, generation, sample, templates
+from lhco_diffusion.data import processed
+from conftest import ROOT
+
+
+def _args(test_config, checkpoint, output, *extra):
+    return ["--config", str(ROOT / "configs" / "test.yaml"), "--set", f"paths.cache_dir={test_config.paths.cache_dir}",
+            "--checkpoint", str(checkpoint), "--output", str(output), "--quiet", *extra]
+
+
+@pytest.mark.parametrize("region", ["SR", "SB"])
+def test_generated_files_pass_the_processed_file_validator(test_config, trained_checkpoint, tmp_path, region):
+    output = tmp_path / f"{region}.h5"
+    assert sample.main(_args(test_config, trained_checkpoint, output, "--region", region, "--n", "150",
+                             "--batch-size", "64")) == 0
+    events = processed.load(output)
+    window = test_config.data.signal_region if region == "SR" else test_config.data.sideband
+    processed.validate(events, mjj_range=window)
+    assert len(events) == 150 and events.npart == test_config.data.npart
+    assert np.all(events.jets[..., 4] >= 1)
+    assert np.all(np.diff(events.particles[..., 0], axis=-1)[events.mask[..., 1:]] <= 0)  # pT-ordered
+    attrs = processed.read_attrs(output)
+    assert attrs["complete"] and attrs["region"] == region and attrs["solver"] == test_config.sampling.solver
+    assert str(trained_checkpoint) == attrs["checkpoint"] and "jet_model" in attrs["config"]
+
+
+def test_an_interrupted_file_is_completed_without_losing_or_duplicating_events(
+        test_config, processed_file, trained_checkpoint, tmp_path, monkeypatch):
+    checkpoint = checkpoints.load(trained_checkpoint)
+    whole, split = tmp_path / "whole.h5", tmp_path / "split.h5"
+    options = dict(checkpoint=checkpoint, config=test_config, data_path=processed_file, region="SR", n=130,
+                   seed=5, batch_size=50, progress=False)
+    templates.write_templates(whole, **options)
+    generate = generation.generate_events
+    calls = []
+
+    def dies_on_the_second_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "generate_events", dies_on_the_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        templates.write_templates(split, **options)
+    assert processed.count(split) == 50 and not processed.read_attrs(split).get("complete", False)
+    monkeypatch.setattr(generation, "generate_events", generate)
+    templates.write_templates(split, resume=True, **options)
+    a, b = processed.load(whole), processed.load(split)
+    assert len(b) == 130
+    np.testing.assert_allclose(b.particles, a.particles, atol=1e-5)
+    np.testing.assert_allclose(b.jets, a.jets, rtol=1e-5)
+    np.testing.assert_array_equal(b.mjj, a.mjj)
+
+
+def test_existing_output_needs_resume_and_resume_needs_the_same_settings(
+        test_config, trained_checkpoint, tmp_path, capsys):
+    output = tmp_path / "SR.h5"
+    assert sample.main(_args(test_config, trained_checkpoint, output, "--n", "20")) == 0
+    before = output.read_bytes()
+    assert sample.main(_args(test_config, trained_checkpoint, output, "--n", "20")) == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert sample.main(_args(test_config, trained_checkpoint, output, "--n", "20", "--seed", "99",
+                             "--resume")) == 2
+    assert "same settings" in capsys.readouterr().err
+    assert output.read_bytes() == before
+
+
+def test_a_directory_that_is_not_a_checkpoint_is_refused(test_config, tmp_path, capsys):
+    assert sample.main(_args(test_config, tmp_path, tmp_path / "out.h5")) == 2
+    assert "not a training checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("mode", ["partial-sr", "partial-sb"])
+def test_partial_diffusion_modes_write_signal_region_templates(test_config, trained_checkpoint, tmp_path, mode):
+    output = tmp_path / f"{mode}.h5"
+    assert sample.main(_args(test_config, trained_checkpoint, output, "--mode", mode, "--t-star", "0.4",
+                             "--n", "80")) == 0
+    events = processed.load(output)
+    processed.validate(events, mjj_range=test_config.data.signal_region)
+    assert len(events) == 80 and processed.read_attrs(output)["mode"] == mode
+
+
+def test_partial_diffusion_from_a_small_t_star_stays_close_to_its_source(
+        test_config, processed_file, trained_checkpoint):
+    checkpoint = checkpoints.load(trained_checkpoint)
+    source = templates.source_events(test_config, processed_file, "partial-sr", None).select(slice(0, 40))
+    npart = test_config.data.npart
+    near = generation.partially_diffuse_events(checkpoint.model, checkpoint.stats, source, source.mjj, 0.02,
+                                               npart, "ddim", 8, seed=1)
+    far = generation.partially_diffuse_events(checkpoint.model, checkpoint.stats, source, source.mjj, 1.0,
+                                              npart, "ddim", 8, seed=1)
+    np.testing.assert_array_equal(near.jets[..., 4], source.jets[..., 4])  # multiplicities are kept
+    near_error = np.abs(np.log(near.jets[..., 0] / source.jets[..., 0])).mean()
+    far_error = np.abs(np.log(far.jets[..., 0] / source.jets[..., 0])).mean()
+    assert near_error < 0.05 < far_error
