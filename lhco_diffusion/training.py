@@ -177,24 +177,33 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
     own = [distributed.broadcast_callback(model.variables), distributed.average_metrics_callback(),
            non_finite, early_stopping]
     if context.is_root:
-        own += [CheckpointWriter(paths, optimizer, data.stats, config, early_stopping),
-                      tf.keras.callbacks.CSVLogger(str(paths["log"]), append=bool(state["epoch"])),
-                      tf.keras.callbacks.TensorBoard(str(paths["tensorboard"]), write_graph=False,
-                                                     profile_batch=0)]
-        if state["epoch"]:
-            print(f"resuming {paths['last']} after epoch {state['epoch']} of {settings.epochs}")
+        own += _writers(paths, optimizer, data.stats, config, early_stopping, resumed=bool(state["epoch"]))
     paths["last"].parent.mkdir(parents=True, exist_ok=True)
     verbose = (1 if sys.stdout.isatty() else 2) if context.is_root else 0
     history = model.fit(batches(data.train, True), validation_data=batches(data.test, False),
                         epochs=settings.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
                         callbacks=[*own, *callbacks], verbose=verbose)
     if non_finite.failure:
-        kept = checkpoints.read_state(paths["last"])["epoch"] if paths["last"].exists() else None
-        where = f"the checkpoint of epoch {kept} in {paths['last']} is intact" if kept else "no checkpoint was written"
-        raise TrainingDiverged(f"{non_finite.failure}; {where}. Lower training.learning_rate or "
-                               "training.clip_norm, then restart with --resume")
+        raise TrainingDiverged(_diverged(non_finite.failure, paths["last"]))
     final = checkpoints.read_state(paths["last"]) if paths["last"].exists() else state
     return _summary(paths, final, bool(early_stopping.stopped_epoch), len(history.history.get("loss", [])))
+
+
+def _writers(paths: dict[str, Path], optimizer, stats: transforms.Stats, config: Config,
+             early_stopping: ResumableEarlyStopping, resumed: bool) -> list[tf.keras.callbacks.Callback]:
+    """Rank 0's callbacks: checkpoints, the CSV log (continued when resuming) and TensorBoard."""
+    if resumed:
+        print(f"resuming {paths['last']} after epoch {checkpoints.read_state(paths['last'])['epoch']} "
+              f"of {config.training.epochs}")
+    return [CheckpointWriter(paths, optimizer, stats, config, early_stopping),
+            tf.keras.callbacks.CSVLogger(str(paths["log"]), append=resumed),
+            tf.keras.callbacks.TensorBoard(str(paths["tensorboard"]), write_graph=False, profile_batch=0)]
+
+
+def _diverged(failure: str, last: Path) -> str:
+    kept = checkpoints.read_state(last)["epoch"] if last.exists() else None
+    where = f"the checkpoint of epoch {kept} in {last} is intact" if kept else "no checkpoint was written"
+    return f"{failure}; {where}. Lower training.learning_rate or training.clip_norm, then restart with --resume"
 
 
 def _finished(state: dict, settings: TrainingConfig) -> bool:
