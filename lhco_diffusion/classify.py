@@ -4,6 +4,11 @@
     python -m lhco_diffusion.classify --config FILE --mode idealized|supervised [--nsig N] [--seed S]
     python -m lhco_diffusion.classify --config FILE --mode two-sample --generated SB.h5 --region SB \
         [--reference FILE.h5]
+    python -m lhco_diffusion.classify --config FILE --mode cathode|idealized-hl|supervised-hl [--nsig N]
+
+The last three are the CATHODE baseline on four high-level features (``lhco_diffusion.high_level``;
+cathode trains its flow once per run and configuration, in ``<run_dir>/flow/``); they run in one
+process (under ``horovodrun`` only rank 0 works).
 
 ``--data`` overrides the processed file of the configuration; the scores go to
 ``--output`` (default ``<run_dir>/scores/<mode>/``, two-sample: ``scores/two-sample-<region>/``)
@@ -15,7 +20,7 @@ import sys
 import warnings
 from pathlib import Path
 
-from lhco_diffusion import cli, config as config_module, distributed, weak_supervision
+from lhco_diffusion import cli, config as config_module, distributed, high_level, weak_supervision
 from lhco_diffusion.data import sources
 from lhco_diffusion.errors import InputError
 
@@ -40,8 +45,15 @@ def _classify(args) -> None:
     if not context.is_root:
         warnings.simplefilter("ignore")
     data_path = args.data or sources.processed_file(config, progress=context.is_root)
-    task = _task(args, config, data_path)
-    scores, record = weak_supervision.train_and_score(task, config, args.seed, context)
+    if args.mode in weak_supervision.HIGH_LEVEL_MODES:
+        if not context.is_root:
+            return
+        split = _split(config, data_path)
+        task = high_level.signal_region_task(args.mode, config, split, args.nsig, data_path, args.seed)
+        scores, record = high_level.train_and_score(task, config, args.seed)
+    else:
+        task = _task(args, config, data_path)
+        scores, record = weak_supervision.train_and_score(task, config, args.seed, context)
     if not context.is_root:
         return
     inputs = {"data": data_path, "generated": args.generated or "", "reference": args.reference or ""}
@@ -58,9 +70,13 @@ def _task(args, config, data_path) -> weak_supervision.Task:
             raise InputError("mode two-sample needs --generated FILE.h5")
         return weak_supervision.two_sample_task(config, args.generated, args.region, args.reference,
                                                 data_path)
+    return weak_supervision.signal_region_task(args.mode, config, _split(config, data_path), args.nsig,
+                                               args.generated)
+
+
+def _split(config, data_path) -> weak_supervision.SignalRegionSplit:
     extra = weak_supervision.extra_background_file(config)
-    split = weak_supervision.split_signal_region(config, data_path, extra)
-    return weak_supervision.signal_region_task(args.mode, config, split, args.nsig, args.generated)
+    return weak_supervision.split_signal_region(config, data_path, extra)
 
 
 def _default_output(config, task) -> Path:

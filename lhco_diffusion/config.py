@@ -142,16 +142,17 @@ class ClassifierConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """The CATHODE baseline: a conditional MAF on four high-level features."""
+    """The CATHODE baseline: a conditional MAF on four high-level features (lhco_diffusion.flow)."""
 
-    num_layers: int = 8
-    hidden_units: tuple[int, ...] = (64, 64)
+    num_layers: int = 8  # MADE blocks, reverse permutations between them
+    hidden_units: tuple[int, ...] = (64, 64)  # hidden layers of each MADE block
     epochs: int = 100
     batch_size: int = 256
     learning_rate: float = 1.0e-4
-    early_stopping_patience: int = 10
-    oversampling: int = 4
+    early_stopping_patience: int = 10  # epochs without a lower loss on the sideband test split
+    oversampling: int = 4  # sampled SR template events per SR data event
     classifier: str = "mlp"  # mlp | hgb (scikit-learn histogram gradient boosting)
+    seed: int = 1235  # flow initialisation and batch order
 
 
 @dataclass(frozen=True)

@@ -56,8 +56,10 @@ def _evaluate(args) -> None:
             "n_test_background": int(np.sum(files[0].label == 0)),
             "injections": [result.to_dict() for result in results],
         }
+    high_level = frozenset(name for name, mode in summary["modes"].items()
+                           if mode["mode"] in weak_supervision.HIGH_LEVEL_MODES)
     for quantity in ("max_sic", "auc"):
-        figure = plotting.versus_nsig_figure(results_of, quantity, settings.band_quantiles)
+        figure = plotting.versus_nsig_figure(results_of, quantity, settings.band_quantiles, high_level)
         plotting.save(figure, args.output, f"{quantity}_vs_nsig", formats)
     if args.generated is not None:
         histograms = plotting.feature_histograms(args.generated, args.reference)

@@ -110,9 +110,10 @@ def curve_figure(title: str, curves: dict[int, SeedCurves], quantity: str,
 
 
 def versus_nsig_figure(results: dict[str, list[Injection]], quantity: str,
-                       quantiles: tuple[float, float]) -> Figure:
+                       quantiles: tuple[float, float], high_level: frozenset[str] = frozenset()) -> Figure:
     """Max SIC (``quantity="max_sic"``) or AUC (``"auc"``) versus injected signal, one series per
-    mode ``{mode: [Injection, ...]}``: median and band (``quantiles``) over seeds."""
+    mode ``{mode: [Injection, ...]}``: median and band (``quantiles``) over seeds. The modes in
+    ``high_level`` (the CATHODE baseline on four features) are drawn dashed with open markers."""
     with style():
         figure = _figure(figsize=(10, 8))
         ax = figure.subplots()
@@ -121,8 +122,9 @@ def versus_nsig_figure(results: dict[str, list[Injection]], quantity: str,
             bands = [getattr(injection, quantity) for injection in injections]
             median, low, high = (np.array([float(getattr(band, part)) for band in bands])
                                  for part in ("median", "low", "high"))
+            dashed = {"linestyle": "--", "markerfacecolor": "none"} if mode in high_level else {}
             ax.errorbar(nsig, median, yerr=[median - low, high - median], marker=marker, capsize=4,
-                        label=mode)
+                        label=f"{mode} (4 features)" if mode in high_level else mode, **dashed)
         if quantity == "auc":
             ax.axhline(0.5, color="grey", linestyle=":")
         else:

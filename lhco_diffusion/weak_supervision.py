@@ -9,6 +9,10 @@ Every mode trains the classifier to tell class 0 from class 1 and scores an inde
     two-sample  generated events (SR or SB)     reference events                held-out generated (0)
                                                                                 and reference (1)
 
+The CATHODE baseline modes (``lhco_diffusion.high_level``) train on four high-level features
+instead of whole events, on the same SR split and test set: ``cathode`` (a flow's SR template
+versus SR data, like cwola), ``idealized-hl`` and ``supervised-hl``.
+
 The signal-region events of the processed file are split once, with ``data.seed``, into
 disjoint parts (``split_signal_region``):
 
@@ -48,7 +52,8 @@ from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output
 
-MODES = ("cwola", "idealized", "supervised", "two-sample")
+HIGH_LEVEL_MODES = ("cathode", "idealized-hl", "supervised-hl")  # lhco_diffusion.high_level
+MODES = ("cwola", "idealized", "supervised", "two-sample", *HIGH_LEVEL_MODES)
 REGIONS = ("SR", "SB")
 READ_CHUNK = 50_000  # events read from a file at a time
 TWO_SAMPLE_TEST_FRACTION = 0.25  # largest share of either sample held out for the two-sample test
@@ -124,12 +129,8 @@ def signal_region_task(mode: str, config: Config, split: SignalRegionSplit, nsig
     ``nsig`` signal events (default: the whole injection pool) join class 1; cwola reads its
     template from the generated events of ``generated_path`` that fall in the SR.
     """
-    pool = split.injection_signal
-    nsig = len(pool) if nsig is None else nsig
-    if not 0 <= nsig <= len(pool):
-        raise InputError(f"--nsig {nsig} exceeds the {len(pool)} SR signal events set aside for "
-                         "injection; add it to classifier.nsig or give fewer")
-    signal = pool.select(slice(0, nsig))
+    signal = injected_signal(split, nsig)
+    nsig = len(signal)
     settings = config.classifier
     n_template = min(settings.oversampling * len(split.data_background), settings.n_generated)
     if mode == "cwola":
@@ -150,6 +151,17 @@ def signal_region_task(mode: str, config: Config, split: SignalRegionSplit, nsig
         raise InputError(f"mode {mode} is not a signal-region mode (cwola, idealized, supervised)")
     test = Events.concatenate([split.test_background, split.test_signal])
     return Task(mode, "SR", class0, class1, test, nsig)
+
+
+def injected_signal(split: SignalRegionSplit, nsig: int | None = None) -> Events:
+    """The first ``nsig`` events of the injection pool (default: all of it); ``InputError`` if
+    it holds fewer."""
+    pool = split.injection_signal
+    nsig = len(pool) if nsig is None else nsig
+    if not 0 <= nsig <= len(pool):
+        raise InputError(f"--nsig {nsig} exceeds the {len(pool)} SR signal events set aside for "
+                         "injection; add it to classifier.nsig or give fewer")
+    return pool.select(slice(0, nsig))
 
 
 def two_sample_task(config: Config, generated_path: str | os.PathLike, region: str,
@@ -443,7 +455,7 @@ def _padded(events: Events, npart: int) -> Events:
     if missing <= 0:
         return events
     particles = np.pad(events.particles, ((0, 0), (0, 0), (0, missing), (0, 0)))
-    return Events(particles, events.jets, events.mjj, events.label)
+    return dataclasses.replace(events, particles=particles)
 
 
 def _region_mask(mjj: np.ndarray, region: str, config: Config) -> np.ndarray:
@@ -506,7 +518,7 @@ def _held_out(events: Events, n_test: int, rng: np.random.Generator) -> tuple[Ev
 
 def _labelled(events: Events, label: int) -> Events:
     """``events`` with every truth label set to ``label`` (generated 0, reference 1)."""
-    return Events(events.particles, events.jets, events.mjj, np.full(len(events), label, np.int8))
+    return dataclasses.replace(events, label=np.full(len(events), label, np.int8))
 
 
 def _decoded(value):

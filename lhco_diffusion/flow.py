@@ -1,0 +1,332 @@
+"""The CATHODE background model: a conditional normalizing flow of the four high-level features
+given mjj, trained on sideband background (Hallin et al., arXiv:2109.00546).
+
+    trained = flow.trained_flow(config, data_path)     # trained once, then reused from the run
+    features = trained.sample(mjj, seed)              # (n, 4) [mj1 GeV, delta_mj GeV, tau21 j1, tau21 j2]
+
+Data: the sideband background of the processed file, split exactly like the diffusion models'
+(``regions.sideband_splits`` with ``data.sideband_fractions`` and ``data.seed``): the flow learns
+on "train", early stopping watches the loss on "test", "validation" stays unseen (two-sample checks).
+
+Model space (CATHODE's preprocessing, fitted on the training split): each feature is scaled
+linearly from its training range, widened by ``RANGE_MARGIN`` on both sides, to (0, 1), passed
+through the logit and standardised; the inverse maps any real number back inside the widened
+range. The condition is mjj [GeV] mapped linearly from the sideband edges to [-1, 1].
+
+Network: ``flow.num_layers`` masked autoregressive flow blocks (``tfp.bijectors.
+MaskedAutoregressiveFlow``, affine), each a MADE (``AutoregressiveNetwork``, ``flow.hidden_units``,
+ReLU) that also sees the condition, with the feature order reversed between blocks, on a
+standard normal. CATHODE keeps its deep stack stable with batch normalisation between the blocks;
+here each block's output is instead scaled by a learnable gate that starts at 0 (every block
+starts as the identity) and log-scales are soft-clamped to +-``MAX_LOG_SCALE``. Training:
+Adam at ``flow.learning_rate``, batches of ``flow.batch_size``, up to ``flow.epochs`` epochs,
+stopping after ``flow.early_stopping_patience`` epochs without a lower test loss, best weights kept.
+
+A trained flow is saved under ``<run_dir>/flow/<key>/`` (weights, preprocessing.json, record.json);
+``key`` is a digest of everything that determines it (the flow settings apart from the classifier
+and the oversampling, the regions, splits and seed, and the processed file's path, size and time),
+so any later call with the same settings and data reuses it and a changed setting trains anew.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from lhco_diffusion.config import Config, FlowConfig, expand
+from lhco_diffusion.data import processed, regions, substructure
+from lhco_diffusion.errors import InputError, TrainingDiverged
+from lhco_diffusion.files import atomic_output
+from lhco_diffusion.models.classifier import EarlyStopping
+
+RANGE_MARGIN = 0.05  # the min-max range of each feature is widened by this share on both sides
+MAX_LOG_SCALE = 3.0  # soft clamp of the affine log-scales
+SAMPLE_BATCH = 50_000  # events per sampling call
+N_FEATURES = len(substructure.FEATURES)
+
+
+# ---------------------------------------------------------------------------- model space
+
+
+@dataclasses.dataclass
+class Preprocessing:
+    """Features <-> standardised logit space, and mjj -> condition (see the module docstring).
+
+    minimum, maximum (4,): the widened training range; mean, std (4,): of the logits;
+    sideband (2,): mjj [GeV] mapped to -1 and +1.
+    """
+
+    minimum: np.ndarray
+    maximum: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    sideband: np.ndarray
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, np.asarray(getattr(self, field.name), np.float64))
+
+    @classmethod
+    def fit(cls, features: np.ndarray, sideband: tuple[float, float]) -> "Preprocessing":
+        """Fitted to training features (N, 4); ``sideband`` [GeV] sets the condition scale."""
+        features = np.asarray(features, np.float64)
+        if len(features) == 0:
+            raise InputError("cannot fit the flow's preprocessing to zero events")
+        low, high = features.min(axis=0), features.max(axis=0)
+        width = np.maximum(high - low, 1e-6)
+        unscaled = cls(low - RANGE_MARGIN * width, high + RANGE_MARGIN * width, np.zeros(N_FEATURES),
+                       np.ones(N_FEATURES), np.asarray(sideband))
+        logits = unscaled.to_latent(features)
+        return dataclasses.replace(unscaled, mean=logits.mean(axis=0), std=np.maximum(logits.std(axis=0), 1e-6))
+
+    def to_latent(self, features: np.ndarray) -> np.ndarray:
+        """(N, 4) float32 standardised logits of features (N, 4) (clipped into the widened range)."""
+        unit = (np.asarray(features, np.float64) - self.minimum) / (self.maximum - self.minimum)
+        unit = np.clip(unit, 1e-6, 1.0 - 1e-6)
+        return ((np.log(unit) - np.log1p(-unit) - self.mean) / self.std).astype(np.float32)
+
+    def to_physical(self, latent: np.ndarray) -> np.ndarray:
+        """(N, 4) float32 features of model-space values (N, 4): the inverse of ``to_latent``."""
+        logits = np.asarray(latent, np.float64) * self.std + self.mean
+        unit = 0.5 * (1.0 + np.tanh(0.5 * logits))  # the sigmoid, without overflow
+        return (self.minimum + unit * (self.maximum - self.minimum)).astype(np.float32)
+
+    def condition(self, mjj: np.ndarray) -> np.ndarray:
+        """(N, 1) float32: mjj [GeV] mapped linearly from the sideband edges to [-1, 1]."""
+        low, high = self.sideband
+        return (2.0 * (np.asarray(mjj, np.float64) - low) / (high - low) - 1.0).reshape(-1, 1).astype(np.float32)
+
+    def save(self, path: str | os.PathLike) -> None:
+        values = {field.name: getattr(self, field.name).tolist() for field in dataclasses.fields(self)}
+        with atomic_output(path) as temporary:
+            Path(temporary).write_text(json.dumps(values, indent=2) + "\n")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Preprocessing":
+        return cls(**json.loads(Path(path).read_text()))
+
+
+# ---------------------------------------------------------------------------- the flow
+
+
+class ConditionalFlow(tf.keras.Model):
+    """p(x | c): a stack of conditional MAF blocks on a standard normal, x (B, 4), c (B, 1).
+
+    ``log_prob(x, c)`` -> (B,); ``sample(c, noise)`` maps base noise (B, 4) to x. The loss of
+    ``train_step``/``test_step`` is the mean negative log-likelihood.
+    """
+
+    def __init__(self, num_layers: int, hidden_units: tuple[int, ...], n_features: int = N_FEATURES,
+                 **kwargs):
+        super().__init__(**kwargs)
+        if num_layers < 1:
+            raise InputError(f"flow.num_layers must be at least 1, not {num_layers}")
+        bijectors = tfp.bijectors
+        self.made_blocks = [GatedMade(n_features, hidden_units, name=f"made_{index}") for index in range(num_layers)]
+        chain = []  # applied right to left by tfp.bijectors.Chain: last block first on sampling
+        for index, made in enumerate(self.made_blocks):
+            if index:
+                chain.append(bijectors.Permute(list(reversed(range(n_features))), name=f"reverse_{index}"))
+            chain.append(bijectors.MaskedAutoregressiveFlow(_clamped(made), name=f"maf_{index}"))
+        self.bijector = bijectors.Chain(chain[::-1])
+        base = tfp.distributions.MultivariateNormalDiag(tf.zeros(n_features))
+        self.distribution = tfp.distributions.TransformedDistribution(base, self.bijector)
+        self.loss_tracker = tf.keras.metrics.Mean(name="loss")
+
+    def _conditioned(self, condition: tf.Tensor) -> dict:
+        return {f"maf_{index}": {"conditional_input": condition} for index in range(len(self.made_blocks))}
+
+    def log_prob(self, features: tf.Tensor, condition: tf.Tensor) -> tf.Tensor:
+        """(B,) log density of model-space features (B, 4) given conditions (B, 1)."""
+        return self.distribution.log_prob(features, bijector_kwargs=self._conditioned(condition))
+
+    def sample(self, condition: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
+        """(B, 4) model-space features for conditions (B, 1) from standard-normal noise (B, 4)."""
+        return self.bijector.forward(noise, **self._conditioned(condition))
+
+    def call(self, inputs) -> tf.Tensor:
+        """inputs = (features, condition) -> (B,) log densities."""
+        return self.log_prob(*inputs)
+
+    @property
+    def metrics(self):
+        return [self.loss_tracker]
+
+    def train_step(self, batch):
+        features, condition = batch
+        with tf.GradientTape() as tape:
+            loss = -tf.reduce_mean(self.log_prob(features, condition))
+        gradients = tape.gradient(loss, self.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
+        self.loss_tracker.update_state(loss)
+        return {"loss": self.loss_tracker.result()}
+
+    def test_step(self, batch):
+        features, condition = batch
+        self.loss_tracker.update_state(-tf.reduce_mean(self.log_prob(features, condition)))
+        return {"loss": self.loss_tracker.result()}
+
+
+class GatedMade(tf.keras.layers.Layer):
+    """A conditional MADE (features (B, F), conditional_input (B, 1) -> (B, F, 2) shift and
+    log-scale) whose output is multiplied by a learnable scalar that starts at 0, so every block
+    starts as the identity and a deep stack cannot blow up before it has learnt anything."""
+
+    def __init__(self, n_features: int, hidden_units: tuple[int, ...], **kwargs):
+        super().__init__(**kwargs)
+        self.made = tfp.bijectors.AutoregressiveNetwork(
+            params=2, event_shape=(n_features,), conditional=True, conditional_event_shape=(1,),
+            hidden_units=list(hidden_units), activation="relu")
+        self.gate = self.add_weight(name="gate", shape=(), initializer="zeros")
+
+    def call(self, features: tf.Tensor, conditional_input: tf.Tensor) -> tf.Tensor:
+        return self.gate * self.made(features, conditional_input=conditional_input)
+
+
+def _clamped(made: tf.keras.layers.Layer):
+    """The MADE's (shift, log-scale) with the log-scale soft-clamped to +-MAX_LOG_SCALE."""
+    def shift_and_log_scale(features, **kwargs):
+        shift, log_scale = tf.unstack(made(features, **kwargs), axis=-1)
+        return shift, MAX_LOG_SCALE * tf.tanh(log_scale / MAX_LOG_SCALE)
+    return shift_and_log_scale
+
+
+@dataclasses.dataclass
+class TrainedFlow:
+    """A trained flow with its preprocessing; ``directory`` is where it is saved (or None)."""
+
+    model: ConditionalFlow
+    preprocessing: Preprocessing
+    record: dict
+    directory: Path | None = None
+
+    def sample(self, mjj: np.ndarray, seed: int) -> np.ndarray:
+        """(n, 4) float32 features [mj1 GeV, delta_mj GeV, tau21 j1, tau21 j2] for mjj (n,) [GeV]."""
+        condition = self.preprocessing.condition(mjj)
+        noise = np.random.default_rng(seed).standard_normal((len(condition), N_FEATURES)).astype(np.float32)
+        # eager: as fast as tf.function here, and grappler cannot digest the MAF's while loop
+        latent = [self.model.sample(condition[start:start + SAMPLE_BATCH], noise[start:start + SAMPLE_BATCH]).numpy()
+                  for start in range(0, len(condition), SAMPLE_BATCH)]
+        latent = np.concatenate(latent) if latent else np.zeros((0, N_FEATURES), np.float32)
+        return self.preprocessing.to_physical(latent)
+
+    def log_prob(self, features: np.ndarray, mjj: np.ndarray) -> np.ndarray:
+        """(n,) log density of model-space features (no Jacobian of the preprocessing)."""
+        return self.model.log_prob(self.preprocessing.to_latent(features),
+                                   self.preprocessing.condition(mjj)).numpy()
+
+
+# ---------------------------------------------------------------------------- data and training
+
+
+def sideband_features(config: Config, data_path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"train", "test", "validation"}`` -> (features (n, 4), mjj (n,) [GeV]) of the sideband
+    background, split like the diffusion models' training data; reads no particles."""
+    columns = processed.load_columns(data_path, ("jets", "mjj", "label", processed.SUBSTRUCTURE))
+    background = regions.sideband_mask(columns["mjj"], config.data) & (columns["label"] == 0)
+    if not background.any():
+        raise InputError(f"{data_path} holds no background event in the sideband {list(config.data.sideband)} GeV")
+    features = substructure.high_level_features(columns["jets"][background, :, 3],
+                                                columns[processed.SUBSTRUCTURE][background])
+    mjj = columns["mjj"][background]
+    splits = regions.sideband_splits(len(mjj), config.data.sideband_fractions, config.data.seed)
+    return {name: (features[rows], mjj[rows]) for name, rows in splits.items()}
+
+
+def train(config: Config, data_path: str | os.PathLike, verbose: bool = True) -> TrainedFlow:
+    """Fit the preprocessing and train the flow on the sideband (see the module docstring)."""
+    splits = sideband_features(config, data_path)
+    (train_features, train_mjj), (test_features, test_mjj) = splits["train"], splits["test"]
+    if len(test_mjj) == 0:
+        raise InputError("the sideband test split is empty; the flow needs it for early stopping")
+    preprocessing = Preprocessing.fit(train_features, config.data.sideband)
+    tf.keras.utils.set_random_seed(config.flow.seed)
+    model = build(config)
+    history = fit(model, preprocessing, splits["train"], splits["test"], config.flow, verbose=verbose)
+    if not np.all(np.isfinite(history["loss"])):
+        raise TrainingDiverged(f"the flow's training loss became {history['loss'][-1]} in epoch "
+                               f"{len(history['loss'])}; lower flow.learning_rate")
+    record = {"epochs_trained": len(history["loss"]), "best_test_loss": float(np.min(history["val_loss"])),
+              "n_train": len(train_mjj), "n_test": len(test_mjj), "n_weights": int(model.count_params())}
+    return TrainedFlow(model, preprocessing, record)
+
+
+def fit(model: ConditionalFlow, preprocessing: Preprocessing, train_split: tuple[np.ndarray, np.ndarray],
+        test_split: tuple[np.ndarray, np.ndarray], settings: FlowConfig,
+        callbacks: list[tf.keras.callbacks.Callback] = (), verbose: bool = True) -> dict[str, list[float]]:
+    """Train ``model`` on (features (n, 4), mjj (n,) [GeV]) with early stopping on the test split
+    (best weights kept); returns the Keras history (``loss``, ``val_loss`` per epoch)."""
+
+    def batches(features, mjj, shuffle):
+        dataset = tf.data.Dataset.from_tensor_slices((preprocessing.to_latent(features),
+                                                      preprocessing.condition(mjj)))
+        if shuffle:
+            dataset = dataset.shuffle(len(mjj), seed=settings.seed, reshuffle_each_iteration=True)
+        return dataset.batch(settings.batch_size).prefetch(tf.data.AUTOTUNE)
+
+    model.compile(optimizer=tf.keras.optimizers.Adam(settings.learning_rate))
+    progress = (1 if sys.stdout.isatty() else 2) if verbose else 0
+    return model.fit(batches(*train_split, shuffle=True), epochs=settings.epochs, verbose=progress,
+                     validation_data=batches(*test_split, shuffle=False),
+                     callbacks=[*callbacks, tf.keras.callbacks.TerminateOnNaN(),
+                                EarlyStopping(settings.early_stopping_patience)]).history
+
+
+def build(config: Config) -> ConditionalFlow:
+    """An untrained flow of ``config.flow`` with its weights created."""
+    model = ConditionalFlow(config.flow.num_layers, config.flow.hidden_units)
+    model((tf.zeros((1, N_FEATURES)), tf.zeros((1, 1))))
+    return model
+
+
+def directory(config: Config, data_path: str | os.PathLike) -> Path:
+    """``<run_dir>/flow/<key>``: where the flow of these settings and this data file is saved."""
+    path = Path(data_path).resolve()
+    stat = path.stat()
+    flow = {key: value for key, value in dataclasses.asdict(config.flow).items()
+            if key not in ("classifier", "oversampling")}
+    data = config.data
+    identity = {"flow": flow, "signal_region": data.signal_region, "sideband": data.sideband,
+                "sideband_fractions": data.sideband_fractions, "seed": data.seed,
+                "data": [str(path), stat.st_size, stat.st_mtime_ns]}
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()[:12]
+    return expand(config.paths.run_dir) / "flow" / key
+
+
+def save(trained: TrainedFlow, target: str | os.PathLike, config: Config) -> None:
+    """Write weights, preprocessing and the training record (with the configuration) atomically."""
+    with atomic_output(target) as temporary:
+        temporary.mkdir(parents=True)
+        trained.model.save_weights(str(temporary / "weights"))
+        trained.preprocessing.save(temporary / "preprocessing.json")
+        record = {**trained.record, "config": config.to_dict()}
+        (temporary / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+
+
+def load(source: str | os.PathLike, config: Config) -> TrainedFlow:
+    """A flow written by ``save`` (built with ``config.flow``'s architecture)."""
+    source = Path(source)
+    if not (source / "record.json").is_file():
+        raise InputError(f"{source} holds no saved flow")
+    model = build(config)
+    model.load_weights(str(source / "weights")).expect_partial()
+    record = json.loads((source / "record.json").read_text())
+    record.pop("config", None)
+    return TrainedFlow(model, Preprocessing.load(source / "preprocessing.json"), record, source)
+
+
+def trained_flow(config: Config, data_path: str | os.PathLike, verbose: bool = True) -> TrainedFlow:
+    """The flow of these settings and data: loaded from ``directory(...)``, else trained and saved."""
+    target = directory(config, data_path)
+    if (target / "record.json").is_file():
+        return load(target, config)
+    trained = train(config, data_path, verbose)
+    save(trained, target, config)
+    return dataclasses.replace(trained, directory=target)
