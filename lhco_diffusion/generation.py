@@ -9,7 +9,8 @@
 
 Solvers and step counts are those of ``lhco_diffusion.sampling`` (``sampling.solver``,
 ``sampling.num_steps``); the networks are the models' EMA copies. Generated particles are
-sorted by pT within each jet, as prepared data are.
+sorted by pT within each jet, as prepared data are, and new events are rotated about the beam
+by a uniformly random angle (the models work in each event's frame, see ``data.transforms``).
 """
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ def generate_events(model: DiffusionModel, stats: transforms.Stats, mjj: np.ndar
     particle_noise = rng.standard_normal((len(mjj), 2, npart, 3)).astype(np.float32)
     particles = sampling.sample(particle_velocity, particle_noise, num_steps, solver, mask=mask[..., None],
                                 args=(jets, condition, tf.constant(mask)))
-    return _physical(stats, particles.numpy(), jets.numpy(), mjj, mask)
+    event_azimuth = rng.uniform(-np.pi, np.pi, len(mjj))  # events are symmetric about the beam
+    return _physical(stats, particles.numpy(), jets.numpy(), mjj, mask, event_azimuth)
 
 
 def partially_diffuse_events(model: DiffusionModel, stats: transforms.Stats, events: Events, mjj: np.ndarray,
@@ -49,7 +51,8 @@ def partially_diffuse_events(model: DiffusionModel, stats: transforms.Stats, eve
     The jets are noised to ``t_star`` and denoised conditioned on the new mjj; the particles are
     noised to ``t_star`` and denoised conditioned on the new jets. Each jet keeps its number of
     particles (the new jets' N is set to it), so the point clouds keep their size; at small
-    ``t_star`` the output approaches the input, at ``t_star`` = 1 it is a fresh generation.
+    ``t_star`` the output approaches the input, at ``t_star`` = 1 it is a fresh generation. The
+    events keep their azimuth (the model works in each event's own frame).
     ``num_steps`` counts steps over the whole [0, 1] interval (``sampling.steps_below``).
     """
     inputs = transforms.to_model(stats, _with_npart(events, npart))
@@ -62,7 +65,7 @@ def partially_diffuse_events(model: DiffusionModel, stats: transforms.Stats, eve
     particles = sampling.partial_diffusion(particle_velocity, inputs.particles, t_star, num_steps, solver,
                                            mask=inputs.mask[..., None], seed=particle_seed,
                                            args=(jets, condition, tf.constant(inputs.mask)))
-    return _physical(stats, particles.numpy(), jets.numpy(), mjj, inputs.mask)
+    return _physical(stats, particles.numpy(), jets.numpy(), mjj, inputs.mask, transforms.azimuth(events.jets))
 
 
 def multiplicity_mask(stats: transforms.Stats, jets: np.ndarray, npart: int) -> np.ndarray:
@@ -89,8 +92,8 @@ def _with_npart(events: Events, npart: int) -> Events:
     return Events(particles, jets, events.mjj, events.label)
 
 
-def _physical(stats, particles, jets, mjj, mask) -> Events:
-    events = transforms.to_physical(stats, particles, jets, mjj, mask)
+def _physical(stats, particles, jets, mjj, mask, event_azimuth) -> Events:
+    events = transforms.to_physical(stats, particles, jets, mjj, mask, event_azimuth)
     order = np.argsort(-events.particles[..., 0], axis=-1, kind="stable")  # padding (pT 0) stays last
     events.particles = np.take_along_axis(events.particles, order[..., None], axis=2)
     return events

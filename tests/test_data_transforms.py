@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from lhco_diffusion.data import processed, regions, transforms
+from lhco_diffusion.data.kinematics import wrap_phi
 from lhco_diffusion.errors import InputError
 
 
@@ -19,9 +20,15 @@ def stats(events, test_config):
     return transforms.fit(training, test_config.transforms, sideband=test_config.data.sideband)
 
 
+def _back(stats, inputs, events, mask=None):
+    mask = inputs.mask if mask is None else mask
+    return transforms.to_physical(stats, inputs.particles, inputs.jets, events.mjj, mask,
+                                  transforms.azimuth(events.jets))
+
+
 def test_round_trip_is_exact(events, stats):
     inputs = transforms.to_model(stats, events)
-    back = transforms.to_physical(stats, inputs.particles, inputs.jets, events.mjj, inputs.mask)
+    back = _back(stats, inputs, events)
     np.testing.assert_allclose(back.particles, events.particles, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(back.jets, events.jets, rtol=1e-5, atol=1e-5)
     np.testing.assert_array_equal(back.mask, events.mask)
@@ -49,11 +56,12 @@ def test_model_inputs_shapes_padding_and_standardisation(events, stats, test_con
 
 
 def test_features_follow_the_design(events, stats):
-    """Model-space jets de-standardised are (log(pT/mjj), eta, phi, log(m/mjj), N)."""
+    """Model-space jets de-standardised are (log(pT/mjj), eta, phi - azimuth, log(m/mjj), N)."""
     inputs = transforms.to_model(stats, events)
     jets = inputs.jets.astype(np.float64) * stats.jet_std + stats.jet_mean
     expected = np.stack([
-        np.log(events.jets[..., 0] / events.mjj[:, None]), events.jets[..., 1], events.jets[..., 2],
+        np.log(events.jets[..., 0] / events.mjj[:, None]), events.jets[..., 1],
+        wrap_phi(events.jets[..., 2] - transforms.azimuth(events.jets)[:, None]),
         np.log(events.jets[..., 3] / events.mjj[:, None]), events.jets[..., 4],
     ], axis=-1)
     np.testing.assert_allclose(jets, expected, rtol=1e-5, atol=1e-5)
@@ -74,7 +82,7 @@ def test_to_physical_takes_n_constituents_from_the_mask(events, stats):
     inputs = transforms.to_model(stats, events.select(slice(0, 10)))
     mask = inputs.mask.copy()
     mask[:, :, 3:] = 0
-    back = transforms.to_physical(stats, inputs.particles, inputs.jets, events.mjj[:10], mask)
+    back = _back(stats, inputs, events.select(slice(0, 10)), mask)
     np.testing.assert_array_equal(back.jets[..., 4], np.minimum(events.jets[:10, :, 4], 3))
     assert np.all(back.particles[:, :, 3:] == 0)
 
@@ -84,9 +92,23 @@ def test_extreme_model_values_stay_physical(stats):
     particles = np.full((1, 2, 4, 3), 50.0, np.float32)
     particles[0, 1] = -50.0
     jets, mjj, mask = np.zeros((1, 2, 5)), np.array([3500.0]), np.ones((1, 2, 4))
-    back = transforms.to_physical(stats, particles, jets, mjj, mask)
+    back = transforms.to_physical(stats, particles, jets, mjj, mask, np.zeros(1))
     assert np.all(back.particles[..., 0] > 0) and np.all(back.particles[..., 0] < 1)
     processed.validate(back)
+
+
+def test_jets_are_described_in_the_event_frame(events, stats):
+    """A rotation of the whole event about the beam leaves the model inputs unchanged; the first
+    jet sits at phi = -pi/2 and a back-to-back partner at +pi/2."""
+    rotated = events.select(slice(None))
+    rotated.jets = rotated.jets.copy()
+    rotated.jets[..., 2] = (rotated.jets[..., 2] + 1.234 + np.pi) % (2 * np.pi) - np.pi
+    np.testing.assert_allclose(transforms.to_model(stats, rotated).jets, transforms.to_model(stats, events).jets,
+                               atol=1e-4)
+    frame = transforms._jet_features(events.jets, events.mjj)[..., 2]
+    np.testing.assert_allclose(frame[:, 0], -np.pi / 2, atol=1e-6)
+    back_to_back = np.abs(np.abs(events.jets[:, 0, 2] - events.jets[:, 1, 2]) - np.pi) < 0.1
+    np.testing.assert_allclose(frame[back_to_back, 1], np.pi / 2, atol=0.11)
 
 
 def test_stats_json_round_trip(stats, tmp_path):

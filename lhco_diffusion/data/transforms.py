@@ -1,9 +1,18 @@
 """Model-space transforms: physical events <-> standardised network inputs, exactly invertible.
 
-    jets       (pT, eta, phi, m, N)      -> (log(pT/mjj), eta, phi, log(m/mjj), N), standardised
+    jets       (pT, eta, phi, m, N)      -> (log(pT/mjj), eta, phi - azimuth, log(m/mjj), N), standardised
     particles  (pT_rel, deta, dphi)      -> (log(1 - pT_rel), deta, dphi), standardised over real
                                             particles only; padded slots stay exactly 0
     condition  mjj                       -> log mjj mapped linearly from the sideband edges to [-1, 1]
+
+Collisions are symmetric under a rotation of the whole event about the beam, so the absolute
+azimuth carries no information, while the two jets' relative azimuth (back to back: delta phi
+near pi) is a sharp correlation. Each event is therefore rotated by its ``azimuth`` (the first
+jet's phi + pi/2): the first jet sits at phi = -pi/2 and a back-to-back partner at +pi/2, away
+from the +-pi seam, where a diffusion model would have to learn a jump. ``to_physical`` rotates
+back by a given azimuth: the events' own (``azimuth(events.jets)``) for an exact inverse, or a
+uniform random one for generated events. The constituents' coordinates are relative to their
+jet and unaffected. (The paper models the absolute jet phi; this is a deliberate departure.)
 
 The statistics are fitted once on sideband training data (``fit``), saved as JSON beside the
 checkpoint (``Stats.save``), and used unchanged for sampling (``to_physical``).
@@ -20,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from lhco_diffusion.config import TransformsConfig
+from lhco_diffusion.data.kinematics import wrap_phi
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output
@@ -115,11 +125,13 @@ def to_model(stats: Stats, events: Events) -> ModelInputs:
 
 
 def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.ndarray,
-                mask: np.ndarray) -> Events:
+                mask: np.ndarray, event_azimuth: np.ndarray) -> Events:
     """The exact inverse of ``to_model``: physical ``Events`` (label 0) from model-space arrays.
 
-    particles (N, 2, P, 3), jets (N, 2, 5), mjj (N,) [GeV], mask (N, 2, P). n_constituents is set
-    to the number of real particles in ``mask`` (rounding the generated N is the sampler's job).
+    particles (N, 2, P, 3), jets (N, 2, 5), mjj (N,) [GeV], mask (N, 2, P), event_azimuth (N,)
+    the rotation to undo (``azimuth`` of the original events, or random in [-pi, pi) for new
+    ones). n_constituents is set to the number of real particles in ``mask`` (rounding the
+    generated N is the sampler's job).
     """
     mask = np.asarray(mask) > 0
     mjj = np.asarray(mjj, np.float64)
@@ -133,6 +145,7 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
         np.asarray(jets, np.float64) * stats.jet_std + stats.jet_mean, -1, 0
     )
     pt, mass = np.exp(log_pt_fraction) * mjj[:, None], np.exp(log_mass_fraction) * mjj[:, None]
+    phi = wrap_phi(phi + np.asarray(event_azimuth, np.float64)[:, None])
     physical_jets = np.stack([pt, eta, phi, mass, mask.sum(axis=-1)], axis=-1)
     return Events(physical_particles, physical_jets, mjj, np.zeros(len(mjj), np.int8))
 
@@ -150,13 +163,19 @@ def mjj_from_condition(stats: Stats, condition: np.ndarray) -> np.ndarray:
     return np.exp((scaled + 1.0) / 2.0 * (stats.log_mjj_max - stats.log_mjj_min) + stats.log_mjj_min)
 
 
+def azimuth(jets: np.ndarray) -> np.ndarray:
+    """(N,) the rotation that puts the first of the jets (N, 2, 5) at phi = -pi/2: its phi + pi/2."""
+    return wrap_phi(np.asarray(jets, np.float64)[:, 0, 2] + 0.5 * np.pi)
+
+
 def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:
-    """(N, 2, 5) float64 (log(pT/mjj), eta, phi, log(m/mjj), N)."""
+    """(N, 2, 5) float64 (log(pT/mjj), eta, phi - azimuth, log(m/mjj), N)."""
     jets = np.asarray(jets, np.float64)
     mjj = np.asarray(mjj, np.float64)[:, None]
     mass_fraction = np.maximum(jets[..., 3] / mjj, MIN_MASS_FRACTION)
     pt_fraction = jets[..., 0] / mjj
-    eta, phi, n_constituents = jets[..., 1], jets[..., 2], jets[..., 4]
+    eta, n_constituents = jets[..., 1], jets[..., 4]
+    phi = wrap_phi(jets[..., 2] - azimuth(jets)[:, None])
     return np.stack([np.log(pt_fraction), eta, phi, np.log(mass_fraction), n_constituents], axis=-1)
 
 
