@@ -33,7 +33,7 @@ import sys
 
 import numpy as np
 
-from lhco_diffusion import weak_supervision
+from lhco_diffusion import flow, templates, weak_supervision
 from lhco_diffusion.config import Config
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.data.substructure import cathode_features
@@ -72,8 +72,6 @@ def signal_region_task(mode: str, config: Config, split: weak_supervision.Signal
         full = weak_supervision.signal_region_task(mode.removesuffix("-hl"), config, split, nsig)
         return FeatureTask(mode, "SR", cathode_features(full.class0), cathode_features(full.class1), full.test,
                            full.nsig)
-    from lhco_diffusion import flow, templates  # TensorFlow and the flow only for this mode
-
     signal = weak_supervision.injected_signal(split, nsig)
     data = cathode_features(Events.concatenate([split.data_background, signal]))
     trained = flow.trained_flow(config, data_path, verbose)

@@ -44,6 +44,24 @@ def test_preprocessing_is_invertible_and_keeps_samples_in_range():
     np.testing.assert_allclose(preprocessing.condition([2300.0, 3650.0, 5000.0]).ravel(), [-1.0, 0.0, 1.0])
 
 
+def test_an_untrained_flow_is_a_standard_normal_even_when_deep():
+    """Every block starts as the identity (its gate is 0), so 15 blocks cannot blow up at the start."""
+    from scipy.stats import norm
+
+    model = flow.ConditionalFlow(num_layers=15, hidden_units=(8,))
+    features = np.random.default_rng(2).normal(size=(50, 4)).astype(np.float32) * 3
+    condition = np.linspace(-1, 1, 50, dtype=np.float32)[:, None]
+    expected = norm.logpdf(features).sum(axis=1)
+    np.testing.assert_allclose(model.log_prob(features, condition).numpy(), expected, rtol=1e-5)
+    np.testing.assert_allclose(model.sample(condition, features).numpy(), features, rtol=1e-6)
+
+
+def test_paper_configuration_has_cathode_sized_flow():
+    settings = config_module.load(CONFIGS / "lhco_279.yaml").flow
+    assert (settings.num_layers, settings.hidden_units, settings.learning_rate) == (15, (128,), 1e-4)
+    assert (settings.batch_size, settings.epochs, settings.oversampling) == (256, 100, 4)
+
+
 def test_flow_samples_finite_features_for_given_mjj(tiny_flow):
     mjj = np.linspace(3300.0, 3700.0, 300)
     samples = tiny_flow.sample(mjj, seed=3)
@@ -157,7 +175,7 @@ LARGER = [
     "data.synthetic_events=50000",
     "classifier.n_background=1300", "classifier.n_test_background=1500", "classifier.nsig=[1000]",
     "classifier.n_test_signal=1000", "classifier.epochs=30", "classifier.early_stopping_patience=5",
-    "flow.num_layers=4", "flow.hidden_units=[64]", "flow.epochs=80", "flow.learning_rate=1e-3",
+    "flow.num_layers=4", "flow.hidden_units=[64]", "flow.epochs=120", "flow.learning_rate=1e-3",
     "flow.early_stopping_patience=15", "flow.oversampling=4",
 ]
 
