@@ -11,7 +11,8 @@ cathode trains its flow once per run and configuration, in ``<run_dir>/flow/``);
 process (under ``horovodrun`` only rank 0 works).
 
 ``--data`` overrides the processed file of the configuration; the scores go to
-``--output`` (default ``<run_dir>/scores/<mode>/``, two-sample: ``scores/two-sample-<region>/``)
+``--output`` (default ``<run_dir>/scores/<mode>/``, two-sample: ``scores/two-sample-<region>/``,
+templates from partial diffusion: ``scores/<mode>-<generation mode>-t<t*>/``)
 as ``nsig<N>_seed<S>.h5``. Runs under ``horovodrun`` with the data sharded over the workers.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import warnings
 from pathlib import Path
 
 from lhco_diffusion import cli, config as config_module, distributed, high_level, weak_supervision
-from lhco_diffusion.data import sources
+from lhco_diffusion.data import processed, sources
 from lhco_diffusion.errors import InputError
 
 
@@ -57,7 +58,8 @@ def _classify(args) -> None:
     if not context.is_root:
         return
     inputs = {"data": data_path, "generated": args.generated or "", "reference": args.reference or ""}
-    directory = args.output or _default_output(config, task)
+    scores_dir = config_module.expand(config.paths.run_dir) / "scores"
+    directory = args.output or scores_dir / method_name(task, args.generated)
     path = directory / weak_supervision.score_name(task.nsig, args.seed)
     auc = weak_supervision.write_scores(path, scores, task, args.seed, config, {**record, **inputs})
     print(f"{task.mode} nsig={task.nsig} seed={args.seed}: test AUC {auc:.4f} on {len(task.test)} "
@@ -79,9 +81,16 @@ def _split(config, data_path) -> weak_supervision.SignalRegionSplit:
     return weak_supervision.split_signal_region(config, data_path, extra)
 
 
-def _default_output(config, task) -> Path:
+def method_name(task: weak_supervision.Task, generated: Path | None = None) -> str:
+    """The score directory of a training: the mode (two-sample: ``two-sample-<region>``), and for
+    templates made by partial diffusion also their generation mode and t*, e.g.
+    ``cwola-partial-sb-t0.4``, so ``evaluate`` shows every generation method as its own curve."""
     name = task.mode if task.mode != "two-sample" else f"two-sample-{task.region}"
-    return config_module.expand(config.paths.run_dir) / "scores" / name
+    if generated is not None:
+        attrs = processed.read_attrs(generated)
+        if attrs.get("mode", "noise") != "noise":
+            name += f"-{attrs['mode']}-t{float(attrs['t_star']):g}"
+    return name
 
 
 if __name__ == "__main__":

@@ -101,3 +101,17 @@ def test_partial_diffusion_from_a_small_t_star_stays_close_to_its_source(
     near_error = np.abs(np.log(near.jets[..., 0] / source.jets[..., 0])).mean()
     far_error = np.abs(np.log(far.jets[..., 0] / source.jets[..., 0])).mean()
     assert near_error < 0.05 < far_error
+
+
+def test_partial_diffusion_templates_are_scored_as_their_own_method(test_config, trained_checkpoint, tmp_path):
+    from lhco_diffusion import classify, weak_supervision
+
+    output = tmp_path / "templates.h5"
+    assert sample.main(_args(test_config, trained_checkpoint, output, "--mode", "partial-sb", "--t-star", "0.4",
+                             "--n", "20")) == 0
+    noise = tmp_path / "noise.h5"
+    assert sample.main(_args(test_config, trained_checkpoint, noise, "--n", "20")) == 0
+    task = weak_supervision.Task("cwola", "SR", None, None, None, 0)
+    assert classify.method_name(task, output) == "cwola-partial-sb-t0.4"
+    assert classify.method_name(task, noise) == "cwola"
+    assert classify.method_name(weak_supervision.Task("two-sample", "SB", None, None, None, 0)) == "two-sample-SB"
