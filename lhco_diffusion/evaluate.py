@@ -5,7 +5,8 @@
 
 ``--scores`` holds one directory per mode (as ``classify`` writes them) or score files itself.
 Writes sic_<mode>, roc_<mode>, max_sic_vs_nsig, auc_vs_nsig (and generated_vs_reference) in
-every ``evaluation.formats``, plus summary.json and summary.md.
+every ``evaluation.formats``, plus summary.json and summary.md. In the versus-nsig figures the
+CATHODE baseline's modes (four high-level features) are drawn dashed beside the full ones.
 """
 from __future__ import annotations
 

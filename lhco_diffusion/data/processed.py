@@ -154,8 +154,9 @@ def load(path: str | os.PathLike, start: int = 0, stop: int | None = None,
          npart: int | None = None) -> Events:
     """Events ``start:stop`` of a processed file; ``npart`` < P keeps only the leading particles.
 
-    The substructure is read when the file has it. Truncating to fewer particles drops constituents, so the stored jets then no longer equal the
-    sum of the kept particles; n_constituents is clipped to ``npart`` to keep the mask consistent.
+    The substructure is read when the file has it. Truncating to fewer particles drops
+    constituents, so the stored jets then no longer equal the sum of the kept particles;
+    n_constituents is clipped to ``npart`` to keep the mask consistent.
     """
     with _open(path) as file:
         stop = min(count(path) if stop is None else stop, file["mjj"].shape[0])
