@@ -72,7 +72,7 @@ def restore(directory: str | os.PathLike, model: DiffusionModel,
     directory = _checked(directory)
     objects = {"model": model}
     if optimizer is not None:
-        optimizer.build(model.jet_network.trainable_variables + model.particle_network.trainable_variables)
+        optimizer.build(model.trainable_network_variables)
         objects["optimizer"] = optimizer
     status = tf.train.Checkpoint(**objects).read(str(directory / WEIGHTS))
     try:

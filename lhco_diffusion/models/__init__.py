@@ -1,1 +1,1 @@
-"""Networks and the diffusion objective."""
+"""Networks and the generators behind one interface (``models.generator``)."""

@@ -1,0 +1,164 @@
+"""What every background generator shares: two networks, their EMA copies and one training loop.
+
+A generator models the two jets of an event given mjj, and each jet's particles given that jet,
+with one velocity network each (``jet_network``, ``particle_network``). A subclass states its
+objective in ``losses`` and its time convention in ``process`` (the name of a ``solvers``
+process: how its velocity is integrated, which solvers apply, where the noise is); everything
+else is here and identical for every generator:
+
+    train_step   losses under a gradient tape (wrapped for Horovod), gradients clipped per
+                 tensor to ``training.clip_norm``, one optimizer step, the EMA update
+    test_step    the same losses with one fixed noise draw per batch shape
+    jet_velocity, particle_velocity
+                 the EMA networks as the solvers' ``v_fn(x, t, *conditioning)``
+
+A batch is ``(particles (B, 2, P, 3), jets (B, 2, 5), condition (B, 1), mask (B, 2, P))`` in
+model space (``data.transforms``). Every random draw is a stateless function of
+``(noise_seed, optimizer step)`` (``NoiseStream``), so a resumed run draws exactly the noise the
+uninterrupted run would have. Give each Horovod worker its own ``noise_seed``.
+
+The networks' calls are fixed for all generators:
+
+    jet_network((jets_t (B, 2, 5), t (B, 1), condition (B, 1)))                    -> (B, 2, 5)
+    particle_network((particles_t (J, P, 3), t (J, 1), jet (J, 5), condition (J, 1),
+                      mask (J, P)))                                                 -> (J, P, 3)
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import tensorflow as tf
+
+from lhco_diffusion.config import TrainingConfig
+
+LOSS_NAMES = ("loss", "loss_jet", "loss_particle")
+TEST_NOISE_STEP = -1  # the "step" whose noise every test batch uses
+
+
+class NoiseStream:
+    """Independent stateless draws from the seed (``seed``, ``step``): draw k uses fold_in(seed, k)."""
+
+    def __init__(self, seed: int, step):
+        self.seed = tf.stack([tf.constant(seed, tf.int64), tf.cast(step, tf.int64)])
+        self.draws = 0
+
+    def _next_seed(self) -> tf.Tensor:
+        self.draws += 1
+        return tf.random.experimental.stateless_fold_in(self.seed, self.draws)
+
+    def uniform(self, shape) -> tf.Tensor:
+        return tf.random.stateless_uniform(shape, self._next_seed())
+
+    def normal(self, shape) -> tf.Tensor:
+        return tf.random.stateless_normal(shape, self._next_seed())
+
+
+def _identity(tape: tf.GradientTape) -> tf.GradientTape:
+    return tape
+
+
+class GenerativeModel(tf.keras.Model):
+    """Jet and particle velocity networks, their EMA copies and the shared training loop.
+
+    Subclasses set ``process`` and implement ``losses(batch, noise, training)``, returning a dict
+    with the ``LOSS_NAMES`` (``loss`` = ``loss_jet`` + ``loss_particle`` is minimised).
+    """
+
+    process: str = ""  # the solvers' name of this generator's time convention
+
+    def __init__(self, jet_network: tf.keras.Model, particle_network: tf.keras.Model,
+                 ema_jet_network: tf.keras.Model, ema_particle_network: tf.keras.Model, training: TrainingConfig,
+                 wrap_tape: Callable[[tf.GradientTape], tf.GradientTape] = _identity, noise_seed: int = 0,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.jet_network, self.particle_network = jet_network, particle_network
+        self.ema_jet_network, self.ema_particle_network = ema_jet_network, ema_particle_network
+        for network, ema in self._network_pairs():
+            ema.set_weights(network.get_weights())
+        self.ema_decay = training.ema_decay
+        self.clip_norm = training.clip_norm
+        self.wrap_tape = wrap_tape
+        self.noise_seed = noise_seed
+        self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        # One pair of bound methods for the samplers' v_fn(x, t, *conditioning): the same objects
+        # every time, so tf.function reuses its graphs from batch to batch instead of retracing.
+        self.sampling_velocities = (self.jet_velocity, self.particle_velocity)
+
+    def _network_pairs(self):
+        return ((self.jet_network, self.ema_jet_network), (self.particle_network, self.ema_particle_network))
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def trainable_network_variables(self) -> list[tf.Variable]:
+        """The variables the optimizer updates (not the EMA copies)."""
+        return self.jet_network.trainable_variables + self.particle_network.trainable_variables
+
+    def losses(self, batch, noise: NoiseStream, training: bool) -> dict[str, tf.Tensor]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ training loop
+
+    def _report(self, losses: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        for name, value in losses.items():
+            self.trackers[name].update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+    def train_step(self, batch):
+        noise = NoiseStream(self.noise_seed, self.optimizer.iterations)
+        with tf.GradientTape() as tape:
+            losses = self.losses(batch, noise, training=True)
+        variables = self.trainable_network_variables
+        gradients = self.wrap_tape(tape).gradient(losses["loss"], variables)
+        gradients = [tf.clip_by_norm(gradient, self.clip_norm) for gradient in gradients]
+        self.optimizer.apply_gradients(zip(gradients, variables))
+        self._update_ema()
+        return self._report(losses)
+
+    def test_step(self, batch):
+        return self._report(self.losses(batch, NoiseStream(self.noise_seed, TEST_NOISE_STEP), training=False))
+
+    def _update_ema(self) -> None:
+        for network, ema in self._network_pairs():
+            for weight, average in zip(network.weights, ema.weights):
+                average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * weight)
+
+    # ------------------------------------------------------------------ sampling interface
+
+    def jet_velocity(self, jets_t: tf.Tensor, t: tf.Tensor, condition: tf.Tensor, ema: bool = True) -> tf.Tensor:
+        """The jet field at jets_t (B, 2, 5), t (B, 1), given condition (B, 1) -> (B, 2, 5)."""
+        network = self.ema_jet_network if ema else self.jet_network
+        return network((jets_t, t, condition))
+
+    def particle_velocity(self, particles_t: tf.Tensor, t: tf.Tensor, jets: tf.Tensor, condition: tf.Tensor,
+                          mask: tf.Tensor, ema: bool = True) -> tf.Tensor:
+        """The particle field at particles_t (B, 2, P, 3), t (B, 1), given jets (B, 2, 5), condition
+        (B, 1) and mask (B, 2, P) -> (B, 2, P, 3), zero in padded slots. Both jets share the event's t."""
+        network = self.ema_particle_network if ema else self.particle_network
+        per_jet_t = tf.repeat(t, 2, axis=0)
+        flat_particles, flat_jets, flat_condition, flat_mask = per_jet(particles_t, jets, condition, mask)
+        v = network((flat_particles, per_jet_t, flat_jets, flat_condition, flat_mask))
+        return tf.reshape(v, tf.shape(particles_t))
+
+
+def per_jet(particles, jets, condition, mask):
+    """Event arrays -> per-jet arrays: (B, 2, P, 3) -> (2B, P, 3), (B, 2, 5) -> (2B, 5),
+    condition (B, 1) -> (2B, 1) (each event's twice), mask (B, 2, P) -> (2B, P) float32."""
+    n_jets = 2 * tf.shape(jets)[0]
+    npart = tf.shape(particles)[2]
+    return (tf.reshape(particles, (n_jets, npart, particles.shape[-1])),
+            tf.reshape(jets, (n_jets, jets.shape[-1])),
+            tf.repeat(condition, 2, axis=0),
+            tf.reshape(tf.cast(mask, tf.float32), (n_jets, npart)))
+
+
+def masked_mean_square(error: tf.Tensor, mask: tf.Tensor, weight: tf.Tensor | None = None) -> tf.Tensor:
+    """Mean of error^2 over the real entries: error (J, P, F), mask (J, P), optional weight (J,)."""
+    real = mask[..., None]
+    squared = tf.reduce_sum(tf.square(error) * real, axis=(1, 2))
+    if weight is not None:
+        squared = squared * weight
+    n_values = tf.reduce_sum(real) * tf.cast(tf.shape(error)[-1], tf.float32)
+    return tf.reduce_sum(squared) / tf.maximum(n_values, 1.0)
