@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from lhco_diffusion import config as config_module  # noqa: E402
-from lhco_diffusion import flow  # noqa: E402
+from lhco_diffusion.workflow import cathode_flow as flow  # noqa: E402
 
 
 class EpochTimer(tf.keras.callbacks.Callback):

@@ -23,7 +23,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lhco_diffusion import config as config_module, likelihood  # noqa: E402
+from lhco_diffusion import config as config_module  # noqa: E402
+from lhco_diffusion.solvers import likelihood as ode  # noqa: E402
+from lhco_diffusion.workflow import likelihood  # noqa: E402
 from lhco_diffusion.data.processed import Events  # noqa: E402
 from lhco_diffusion.models.diffusion import DiffusionModel  # noqa: E402
 from sample import PAPER_CONFIG, lhco_like_stats  # noqa: E402  (benchmarks/sample.py)
@@ -47,18 +49,18 @@ def lhco_like_events(n_events: int, npart: int, seed: int = 0) -> Events:
 @contextlib.contextmanager
 def counted_evaluations():
     """Count the right-hand-side evaluations of every ODE solve inside the block."""
-    counts, solve = [], likelihood.solve_ivp
+    counts, solve = [], ode.solve_ivp
 
     def counting(*args, **kwargs):
         solution = solve(*args, **kwargs)
         counts.append(solution.nfev)
         return solution
 
-    likelihood.solve_ivp = counting
+    ode.solve_ivp = counting
     try:
         yield counts
     finally:
-        likelihood.solve_ivp = solve
+        ode.solve_ivp = solve
 
 
 def main() -> int:

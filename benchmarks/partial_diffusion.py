@@ -22,8 +22,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from lhco_diffusion import checkpoints, config as config_module, distributed, metrics  # noqa: E402
-from lhco_diffusion import templates, weak_supervision  # noqa: E402
+from lhco_diffusion.workflow import checkpoints
+from lhco_diffusion import config as config_module, distributed  # noqa: E402
+from lhco_diffusion.workflow import metrics, tasks  # noqa: E402
+from lhco_diffusion.workflow import templates
+from lhco_diffusion.data.selection import SampleSizeWarning  # noqa: E402
+from lhco_diffusion.workflow import weak_supervision  # noqa: E402
 from lhco_diffusion.data import sources  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +41,7 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=4000, help="templates per mode and t*")
     parser.add_argument("--modes", nargs="+", default=["partial-sr", "partial-sb"])
     args = parser.parse_args()
-    warnings.simplefilter("ignore", weak_supervision.SampleSizeWarning)
+    warnings.simplefilter("ignore", SampleSizeWarning)
     checkpoint = checkpoints.load(args.checkpoint)
     base = config_module.load(args.config)
     data_path = sources.processed_file(base, progress=False)
@@ -54,7 +58,7 @@ def main() -> int:
                 summary = templates.write_templates(output, checkpoint, config, data_path, "SR", args.n,
                                                     seed=0, batch_size=config.sampling.batch_size, progress=False)
                 rate = summary["n"] / (time.perf_counter() - start)
-                task = weak_supervision.two_sample_task(config, output, "SR", data_path=data_path)
+                task = tasks.two_sample_task(config, output, "SR", data_path=data_path)
                 scores, _ = weak_supervision.train_and_score(task, config, 0, distributed.init())
                 auc = metrics.auc(scores, task.test.label)
                 print(f"| {mode} | {t_star:.1f} | {rate:.0f} | {auc:.3f} |", flush=True)

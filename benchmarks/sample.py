@@ -21,7 +21,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from lhco_diffusion import config as config_module, generation, sampling  # noqa: E402
+from lhco_diffusion import config as config_module  # noqa: E402
+from lhco_diffusion.solvers import sampling  # noqa: E402
+from lhco_diffusion.workflow import generation
 from lhco_diffusion.data.transforms import Stats  # noqa: E402
 from lhco_diffusion.models.diffusion import DiffusionModel  # noqa: E402
 

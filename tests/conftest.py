@@ -43,7 +43,7 @@ def processed_file(test_config) -> Path:
 @pytest.fixture(scope="session")
 def trained_checkpoint(test_config, processed_file, tmp_path_factory) -> Path:
     """``checkpoints/best`` of the tiny configuration trained for two short epochs, made once."""
-    from lhco_diffusion import training
+    from lhco_diffusion.workflow import training
 
     run_dir = tmp_path_factory.mktemp("trained")
     config = config_module.from_dict(test_config.to_dict(), "test.yaml",

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lhco_diffusion import distributed, training, train
+from lhco_diffusion import distributed
+from lhco_diffusion.workflow import training
+from lhco_diffusion.commands import train
 from lhco_diffusion.data import dataset
 
 probe = Path(sys.argv[1])

@@ -9,15 +9,19 @@ import warnings
 import numpy as np
 import pytest
 
-from lhco_diffusion import classify, config as config_module, evaluate, flow, high_level, metrics
-from lhco_diffusion import weak_supervision as ws
+from lhco_diffusion.commands import classify, evaluate
+from lhco_diffusion import config as config_module
+from lhco_diffusion.workflow import cathode_flow as flow, cathode as high_level, metrics
+from lhco_diffusion.data import selection
+from lhco_diffusion.workflow import scores as score_files, tasks
 from lhco_diffusion.data import processed, regions, sources, substructure
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
+from lhco_diffusion.models.maf import ConditionalFlow
 
 from conftest import CONFIGS
 
-pytestmark = pytest.mark.filterwarnings("ignore::lhco_diffusion.weak_supervision.SampleSizeWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::lhco_diffusion.data.selection.SampleSizeWarning")
 
 
 def with_flow(config, **settings):
@@ -48,7 +52,7 @@ def test_an_untrained_flow_is_a_standard_normal_even_when_deep():
     """Every block starts as the identity (its gate is 0), so 15 blocks cannot blow up at the start."""
     from scipy.stats import norm
 
-    model = flow.ConditionalFlow(num_layers=15, hidden_units=(8,))
+    model = ConditionalFlow(num_layers=15, hidden_units=(8,), n_features=4)
     features = np.random.default_rng(2).normal(size=(50, 4)).astype(np.float32) * 3
     condition = np.linspace(-1, 1, 50, dtype=np.float32)[:, None]
     expected = norm.logpdf(features).sum(axis=1)
@@ -73,10 +77,9 @@ def test_flow_samples_finite_features_for_given_mjj(tiny_flow):
 
 
 def test_flow_trains_on_the_sideband_splits_of_the_diffusion_models(test_config, processed_file, tiny_flow):
-    from lhco_diffusion import training
-
     splits = flow.sideband_features(test_config, processed_file)
-    background = training.sideband_background(processed_file, test_config)
+    events = processed.load(processed_file, npart=test_config.data.npart)
+    background = events.select(regions.sideband_mask(events.mjj, test_config.data) & (events.label == 0))
     fractions = test_config.data.sideband_fractions
     rows = regions.sideband_splits(len(background), fractions, test_config.data.seed)
     for name, (features, mjj) in splits.items():
@@ -138,13 +141,13 @@ def tiny_arguments(test_config) -> list[str]:
 @pytest.mark.parametrize("mode", ["cathode", "idealized-hl", "supervised-hl"])
 def test_high_level_modes_score_the_full_phase_space_test_set(test_config, processed_file, tiny_flow, mode, capsys):
     assert classify.main([*tiny_arguments(test_config), "--mode", mode, "--nsig", "50", "--seed", "1"]) == 0
-    path = config_module.expand(test_config.paths.run_dir) / "scores" / mode / ws.score_name(50, 1)
-    scores = ws.read_scores(path)
+    path = config_module.expand(test_config.paths.run_dir) / "scores" / mode / score_files.score_name(50, 1)
+    scores = score_files.read_scores(path)
     config = test_config.replace(classifier=dataclasses.replace(test_config.classifier, n_background=150))
-    split = ws.split_signal_region(config, processed_file)
+    split = selection.split_signal_region(config, processed_file)
     test = Events.concatenate([split.test_background, split.test_signal])
     assert scores.attrs["mode"] == mode and scores.attrs["nsig"] == 50
-    assert scores.attrs["test_digest"] == ws.events_digest(test)
+    assert scores.attrs["test_digest"] == tasks.events_digest(test)
     np.testing.assert_array_equal(scores.label, test.label)
     if mode == "cathode":
         assert scores.attrs["flow"] == str(tiny_flow.directory)
@@ -155,12 +158,12 @@ def test_high_level_modes_score_the_full_phase_space_test_set(test_config, proce
 def test_evaluate_draws_high_level_and_full_modes_together(test_config, processed_file, tmp_path):
     directory = config_module.expand(test_config.paths.run_dir) / "scores"
     for mode in ("cathode", "supervised-hl"):
-        if not (directory / mode / ws.score_name(50, 1)).exists():
+        if not (directory / mode / score_files.score_name(50, 1)).exists():
             assert classify.main([*tiny_arguments(test_config), "--mode", mode, "--nsig", "50", "--seed", "1"]) == 0
     scores = tmp_path / "scores"
     for mode in ("cathode", "supervised-hl"):
         (scores / mode).mkdir(parents=True)
-        (scores / mode / "nsig50_seed1.h5").write_bytes((directory / mode / ws.score_name(50, 1)).read_bytes())
+        (scores / mode / "nsig50_seed1.h5").write_bytes((directory / mode / score_files.score_name(50, 1)).read_bytes())
     argv = ["--config", str(CONFIGS / "test.yaml"), "--set", "classifier.seeds=1", "--set",
             "evaluation.formats=[png]", "--scores", str(scores), "--output", str(tmp_path / "out")]
     assert evaluate.main(argv) == 0
@@ -215,8 +218,8 @@ def test_cathode_mode_finds_a_large_injected_signal(larger, capsys):
     config, data, arguments = larger
     with warnings.catch_warnings():
         assert classify.main([*arguments, "--mode", "cathode", "--nsig", "1000", "--seed", "0"]) == 0
-    path = config_module.expand(config.paths.run_dir) / "scores" / "cathode" / ws.score_name(1000, 0)
-    scores = ws.read_scores(path)
+    path = config_module.expand(config.paths.run_dir) / "scores" / "cathode" / score_files.score_name(1000, 0)
+    scores = score_files.read_scores(path)
     print(capsys.readouterr().out.splitlines()[-1])
     assert scores.attrs["auc"] > 0.8
     assert scores.attrs["n_test_signal"] == 1000 and scores.attrs["n_test_background"] == 1500

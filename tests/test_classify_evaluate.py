@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lhco_diffusion import classify, evaluate, metrics, plotting
+from lhco_diffusion.commands import classify, evaluate
+from lhco_diffusion.workflow import metrics, plotting
 from lhco_diffusion import config as config_module
-from lhco_diffusion import weak_supervision as ws
+from lhco_diffusion.data import selection
+from lhco_diffusion.workflow import scores as score_files, tasks
 from lhco_diffusion.data import processed, sources
 
 CONFIG = Path(__file__).resolve().parents[1] / "configs" / "test.yaml"
@@ -61,7 +63,7 @@ def search(tmp_path_factory):
 
 
 def attrs(scores: Path, mode: str) -> list[dict]:
-    return [ws.read_scores(path).attrs for path in sorted((scores / mode).glob("*.h5"))]
+    return [score_files.read_scores(path).attrs for path in sorted((scores / mode).glob("*.h5"))]
 
 
 @pytest.mark.slow
@@ -73,7 +75,7 @@ def test_signal_is_separated_on_the_independent_test_set(search, mode):
     for run in runs:
         assert run["auc"] > 0.9, run
         assert run["nsig"] == 1000 and run["n_test_signal"] == 1000 and run["n_test_background"] == 1500
-    loaded = ws.read_scores(scores / mode / ws.score_name(1000, 0))
+    loaded = score_files.read_scores(scores / mode / score_files.score_name(1000, 0))
     assert metrics.auc(loaded.score, loaded.label) == pytest.approx(loaded.attrs["auc"])
 
 
@@ -140,9 +142,9 @@ def fake_scores(directory: Path, nsig_seeds: list[tuple[int, int]], test_size: i
     test = tiny_events([(3400.0, 0, test_size // 2), (3500.0, 1, test_size - test_size // 2)])
     config = config_module.load(CONFIG)
     for nsig, seed in nsig_seeds:
-        task = ws.Task("supervised", "SR", test, test, test, nsig)
+        task = tasks.Task("supervised", "SR", test, test, test, nsig)
         scores = test.label + np.random.default_rng(seed).normal(size=len(test))
-        ws.write_scores(directory / ws.score_name(nsig, seed), scores, task, seed, config, {})
+        score_files.write_scores(directory / score_files.score_name(nsig, seed), scores, task, seed, config, {})
 
 
 def run_evaluate(scores: Path, output: Path, *extra: str) -> int:
@@ -177,7 +179,7 @@ def test_evaluate_needs_generated_and_reference_together(tmp_path, capsys):
     assert "together" in one_line_error(capsys)
 
 
-@pytest.mark.filterwarnings("ignore::lhco_diffusion.weak_supervision.SampleSizeWarning")
+@pytest.mark.filterwarnings("ignore::lhco_diffusion.data.selection.SampleSizeWarning")
 @pytest.mark.parametrize("extra, message", [
     (["--mode", "cwola", "--nsig", "5"], "needs --generated"),
     (["--mode", "two-sample"], "needs --generated"),

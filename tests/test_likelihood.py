@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lhco_diffusion import likelihood
+from lhco_diffusion.solvers import likelihood
 from test_sampling import CLOUD, NARROW, Gaussian, point_cloud_mask
 
 RELATIVE = 1.0e-3  # per event, relative to max(|log p|, 1 nat)

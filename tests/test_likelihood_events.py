@@ -15,7 +15,9 @@ import h5py
 import numpy as np
 import pytest
 
-from lhco_diffusion import checkpoints, likelihood
+from lhco_diffusion.commands import likelihood as likelihood_command
+from lhco_diffusion.solvers.likelihood import anomaly_score
+from lhco_diffusion.workflow import checkpoints, likelihood
 from lhco_diffusion.data import processed
 from lhco_diffusion.data.processed import Events
 from conftest import ROOT
@@ -91,7 +93,7 @@ def test_the_command_line_writes_log_likelihoods_and_scores(test_config, process
                                                            tmp_path):
     output = tmp_path / "likelihood.h5"
     loose = ["--set", "likelihood.atol=1e-2", "--set", "likelihood.rtol=1e-2"]  # shapes, not accuracy
-    assert likelihood.main(_args(test_config, trained_checkpoint, processed_file, output, "--hutchinson",
+    assert likelihood_command.main(_args(test_config, trained_checkpoint, processed_file, output, "--hutchinson",
                                  "--limit", "2", "--batch-size", "1", *loose)) == 0
     inputs = processed.load(processed_file, 0, 2)
     with h5py.File(output, "r") as file:
@@ -104,7 +106,7 @@ def test_the_command_line_writes_log_likelihoods_and_scores(test_config, process
     np.testing.assert_array_equal(values["mjj"], inputs.mjj)
     np.testing.assert_array_equal(values["label"], inputs.label)
     np.testing.assert_array_equal(values["n_constituents"], inputs.mask.sum(axis=-1))
-    np.testing.assert_allclose(values["score"], likelihood.anomaly_score(
+    np.testing.assert_allclose(values["score"], anomaly_score(
         values["log_p_jets"], values["log_p_particles"], values["n_constituents"]))
     assert not attrs["exact"] and attrs["rtol"] == 1e-2
     assert attrs["checkpoint"] == str(trained_checkpoint) and attrs["input"] == str(processed_file)
@@ -123,7 +125,7 @@ def test_the_command_line_refuses_bad_input(test_config, processed_file, trained
         checkpoint = tmp_path
     else:
         output.write_text("keep me")
-    assert likelihood.main(_args(test_config, checkpoint, input_file, output, "--limit", "2")) == 2
+    assert likelihood_command.main(_args(test_config, checkpoint, input_file, output, "--limit", "2")) == 2
     assert capsys.readouterr().err.startswith("error: ")
     if problem == "output exists":
         assert output.read_text() == "keep me"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lhco_diffusion import metrics
+from lhco_diffusion.workflow import metrics
 from lhco_diffusion.errors import InputError
 
 QUANTILES = (0.16, 0.84)

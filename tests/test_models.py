@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 from lhco_diffusion import config as config_module
-from lhco_diffusion.models import diffusion, networks, schedule
+from lhco_diffusion.models import diffusion, networks
+from lhco_diffusion.solvers import schedule
 from conftest import CONFIGS
 
 

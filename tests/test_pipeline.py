@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lhco_diffusion import pipeline
+from lhco_diffusion.commands import pipeline
 from conftest import ROOT
 
 NSIG = (30, 100)  # the tiny sample sets aside about 120 SR signal events for injection

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from lhco_diffusion import config as config_module
-from lhco_diffusion import prepare
+from lhco_diffusion.commands import prepare
 from lhco_diffusion.data import lhco, processed, sources, synthetic
 from lhco_diffusion.errors import InputError
 

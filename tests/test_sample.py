@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lhco_diffusion import checkpoints, generation, sample, templates
+from lhco_diffusion.workflow import checkpoints, generation, templates
+from lhco_diffusion.commands import sample
 from lhco_diffusion.data import processed
 from conftest import ROOT
 
@@ -104,14 +105,14 @@ def test_partial_diffusion_from_a_small_t_star_stays_close_to_its_source(
 
 
 def test_partial_diffusion_templates_are_scored_as_their_own_method(test_config, trained_checkpoint, tmp_path):
-    from lhco_diffusion import classify, weak_supervision
+    from lhco_diffusion.workflow import tasks, weak_supervision
 
     output = tmp_path / "templates.h5"
     assert sample.main(_args(test_config, trained_checkpoint, output, "--mode", "partial-sb", "--t-star", "0.4",
                              "--n", "20")) == 0
     noise = tmp_path / "noise.h5"
     assert sample.main(_args(test_config, trained_checkpoint, noise, "--n", "20")) == 0
-    task = weak_supervision.Task("cwola", "SR", None, None, None, 0)
-    assert classify.method_name(task, output) == "cwola-partial-sb-t0.4"
-    assert classify.method_name(task, noise) == "cwola"
-    assert classify.method_name(weak_supervision.Task("two-sample", "SB", None, None, None, 0)) == "two-sample-SB"
+    task = tasks.Task("cwola", "SR", None, None, None, 0)
+    assert weak_supervision.method_name(task, output) == "cwola-partial-sb-t0.4"
+    assert weak_supervision.method_name(task, noise) == "cwola"
+    assert weak_supervision.method_name(tasks.Task("two-sample", "SB", None, None, None, 0)) == "two-sample-SB"

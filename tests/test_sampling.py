@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lhco_diffusion import sampling
-from lhco_diffusion.models import schedule
+from lhco_diffusion.solvers import sampling
+from lhco_diffusion.solvers import schedule
 
 SOLVER_STEPS = {"ddim": 512, "ddim2": 256, "dpm2": 128}  # solver error well below the MC error below
 TABLE_STEPS = (16, 32, 64, 128, 512)

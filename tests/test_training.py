@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from lhco_diffusion import checkpoints, training, train as train_command
+from lhco_diffusion.workflow import checkpoints, training
+from lhco_diffusion.commands import train as train_command
 from lhco_diffusion.models.diffusion import DiffusionModel
 from conftest import ROOT
 

@@ -9,7 +9,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from lhco_diffusion import weak_supervision as ws
+from lhco_diffusion.data import selection
+from lhco_diffusion.workflow import scores as score_files, tasks
 from lhco_diffusion.data import processed
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
@@ -69,7 +70,7 @@ def background_sizes(split) -> tuple[int, int, int]:
 
 
 def test_signal_region_split_is_disjoint_sized_and_deterministic(config, data_file):
-    split = ws.split_signal_region(config, data_file)
+    split = selection.split_signal_region(config, data_file)
     parts = dataclasses.asdict(split).keys()
     sizes = {name: len(getattr(split, name)) for name in parts}
     assert sizes == {"data_background": 80, "extra_background": 40, "test_background": 50,
@@ -80,13 +81,13 @@ def test_signal_region_split_is_disjoint_sized_and_deterministic(config, data_fi
         events = getattr(split, name)
         assert np.all((events.mjj > 3300) & (events.mjj < 3700))
         assert np.all(events.label == (1 if name.endswith("signal") else 0))
-    again = ws.split_signal_region(config, data_file)
+    again = selection.split_signal_region(config, data_file)
     assert all(identities(getattr(again, name)) == identities(getattr(split, name)) for name in parts)
 
 
 def test_events_keep_their_particles_through_the_split(config, data_file):
     everything = processed.load(data_file)
-    split = ws.split_signal_region(config, data_file)
+    split = selection.split_signal_region(config, data_file)
     rows = np.rint(split.test_signal.jets[:, 0, 0] - 1000.0).astype(int)
     np.testing.assert_array_equal(split.test_signal.particles, everything.particles[rows])
     np.testing.assert_array_equal(split.test_signal.jets, everything.jets[rows])
@@ -94,24 +95,24 @@ def test_events_keep_their_particles_through_the_split(config, data_file):
 
 def test_too_few_events_scale_test_and_data_down_with_a_warning(config, data_file):
     config = with_counts(config, n_background=300, n_generated=300)
-    with pytest.warns(ws.SampleSizeWarning, match="only 200 SR background"):
-        split = ws.split_signal_region(config, data_file)
+    with pytest.warns(selection.SampleSizeWarning, match="only 200 SR background"):
+        split = selection.split_signal_region(config, data_file)
     # test 50 + data 300 wanted from 200: each gets 200/350 of its size, "extra" the one left
     assert background_sizes(split) == (28, 171, 1)
 
 
 def test_extra_background_takes_only_what_test_and_data_leave(config, data_file):
     config = with_counts(config, n_background=140, n_generated=300)
-    split = ws.split_signal_region(config, data_file)
+    split = selection.split_signal_region(config, data_file)
     assert background_sizes(split) == (50, 140, 10)
-    with pytest.warns(ws.SampleSizeWarning, match="only 10 extra SR background"):
-        task = ws.signal_region_task("idealized", config, split)
+    with pytest.warns(selection.SampleSizeWarning, match="only 10 extra SR background"):
+        task = tasks.signal_region_task("idealized", config, split)
     assert len(task.class0) == 10
 
 
 def test_extra_background_file_supplies_test_and_extra_background(config, data_file, tmp_path):
     extra = write(tmp_path / "extra.h5", make_events([(SR, 0, 150), (SB, 0, 10)], first_id=10_000))
-    split = ws.split_signal_region(config, data_file, extra)
+    split = selection.split_signal_region(config, data_file, extra)
     for name in ("test_background", "extra_background"):
         assert min(identities(getattr(split, name))) >= 10_000
     assert max(identities(split.data_background)) < 10_000
@@ -121,7 +122,7 @@ def test_extra_background_file_supplies_test_and_extra_background(config, data_f
 def test_reading_rows_across_chunks_keeps_the_requested_order(data_file, monkeypatch):
     monkeypatch.setattr(ws, "READ_CHUNK", 7)
     rows = np.array([250, 3, 17, 16, 100, 0])
-    events = ws._read_rows(data_file, rows, npart=6)
+    events = processed.load_rows(data_file, rows, npart=6)
     assert [int(i) for i in np.rint(events.jets[:, 0, 0] - 1000.0)] == list(rows)
     assert events.npart == 6 and np.all(events.particles[:, :, NPART:] == 0)
 
@@ -132,8 +133,8 @@ def generated_file(tmp_path):
 
 
 def test_cwola_trains_generated_against_background_plus_injected_signal(config, data_file, generated_file):
-    split = ws.split_signal_region(config, data_file)
-    task = ws.signal_region_task("cwola", config, split, nsig=10, generated_path=generated_file)
+    split = selection.split_signal_region(config, data_file)
+    task = tasks.signal_region_task("cwola", config, split, nsig=10, generated_path=generated_file)
     assert len(task.class0) == 40  # oversampling x 80 data events, at most n_generated
     assert min(identities(task.class0)) >= 20_000 and np.all(task.class0.mjj > 3300)
     assert len(task.class1) == 90 and task.class1.label.sum() == 10 and task.nsig == 10
@@ -143,18 +144,18 @@ def test_cwola_trains_generated_against_background_plus_injected_signal(config, 
 
 
 def test_every_signal_region_mode_and_injection_shares_one_test_set(config, data_file, generated_file):
-    split = ws.split_signal_region(config, data_file)
-    digests = {ws.events_digest(ws.signal_region_task(mode, config, split, nsig, generated_file).test)
+    split = selection.split_signal_region(config, data_file)
+    digests = {tasks.events_digest(tasks.signal_region_task(mode, config, split, nsig, generated_file).test)
                for mode in ("cwola", "idealized", "supervised") for nsig in (0, 10, 20)}
     assert len(digests) == 1
 
 
 def test_idealized_and_supervised_training_sets(config, data_file):
-    split = ws.split_signal_region(config, data_file)
-    idealized = ws.signal_region_task("idealized", config, split, nsig=20)
+    split = selection.split_signal_region(config, data_file)
+    idealized = tasks.signal_region_task("idealized", config, split, nsig=20)
     assert identities(idealized.class0) == identities(split.extra_background)
     assert len(idealized.class1) == 100
-    supervised = ws.signal_region_task("supervised", config, split)
+    supervised = tasks.signal_region_task("supervised", config, split)
     assert supervised.nsig == 20 and np.all(supervised.class1.label == 1)
     assert identities(supervised.class0) == identities(split.data_background)
 
@@ -166,41 +167,41 @@ def test_idealized_and_supervised_training_sets(config, data_file):
 ])
 def test_impossible_signal_region_tasks_are_refused(config, data_file, generated_file, mode, nsig, generated,
                                                     message):
-    split = ws.split_signal_region(config, data_file)
+    split = selection.split_signal_region(config, data_file)
     with pytest.raises(InputError, match=message):
-        ws.signal_region_task(mode, config, split, nsig, generated_file if generated else None)
+        tasks.signal_region_task(mode, config, split, nsig, generated_file if generated else None)
 
 
 def test_two_sample_holds_out_part_of_both_samples(config, generated_file, tmp_path):
     reference = write(tmp_path / "reference.h5", make_events([(SR, 0, 90)], first_id=30_000))
-    with pytest.warns(ws.SampleSizeWarning, match="two-sample test"):
-        task = ws.two_sample_task(config, generated_file, "SR", reference)
+    with pytest.warns(selection.SampleSizeWarning, match="two-sample test"):
+        task = tasks.two_sample_task(config, generated_file, "SR", reference)
     assert len(task.test) == 2 * 17  # a quarter of the 70 generated SR events each
     assert np.all(task.class0.label == 0) and np.all(task.class1.label == 1)
     assert len(task.class0) == 70 - 17 and len(task.class1) == 90 - 17
     test_ids = identities(task.test)
     assert not test_ids & (identities(task.class0) | identities(task.class1))
     assert np.array_equal(task.test.label, np.r_[np.zeros(17), np.ones(17)])
-    with pytest.warns(ws.SampleSizeWarning):
-        again = ws.two_sample_task(config, generated_file, "SR", reference)
-    assert ws.events_digest(again.test) == ws.events_digest(task.test)
+    with pytest.warns(selection.SampleSizeWarning):
+        again = tasks.two_sample_task(config, generated_file, "SR", reference)
+    assert tasks.events_digest(again.test) == tasks.events_digest(task.test)
 
 
 def test_two_sample_reference_in_the_sideband_is_its_validation_split(config, generated_file, data_file):
-    with pytest.warns(ws.SampleSizeWarning):
-        task = ws.two_sample_task(config, generated_file, "SB", data_path=data_file)
+    with pytest.warns(selection.SampleSizeWarning):
+        task = tasks.two_sample_task(config, generated_file, "SB", data_path=data_file)
     reference = identities(task.class1) | identities(task.test.select(task.test.label == 1))
     assert len(reference) == 40  # 40 % of the 100 sideband background events
     assert reference <= set(range(120, 220))
 
 
 def test_training_split_is_disjoint_complete_and_seeded(config, data_file):
-    task = ws.signal_region_task("supervised", config, ws.split_signal_region(config, data_file))
-    train, validation = ws.training_split(task, 0.2, seed=1)
+    task = tasks.signal_region_task("supervised", config, selection.split_signal_region(config, data_file))
+    train, validation = tasks.training_split(task, 0.2, seed=1)
     assert len(validation) == 20 and len(train) == 80
     assert sorted(np.r_[train, validation]) == list(range(100))
-    assert not np.array_equal(ws.training_split(task, 0.2, seed=2)[1], validation)
-    events, labels = ws.events_and_labels(task)
+    assert not np.array_equal(tasks.training_split(task, 0.2, seed=2)[1], validation)
+    events, labels = tasks.events_and_labels(task)
     assert labels.sum() == len(task.class1) and len(events) == 100
 
 
@@ -210,23 +211,23 @@ def test_training_split_is_disjoint_complete_and_seeded(config, data_file):
 def score_file(directory, config, task, nsig, seed, shift=0.0):
     task = dataclasses.replace(task, nsig=nsig)
     scores = task.test.label + np.linspace(0, 1, len(task.test)) + shift
-    path = directory / ws.score_name(nsig, seed)
-    auc = ws.write_scores(path, scores, task, seed, config, {"epochs_trained": 3})
+    path = directory / score_files.score_name(nsig, seed)
+    auc = score_files.write_scores(path, scores, task, seed, config, {"epochs_trained": 3})
     return path, auc
 
 
 @pytest.fixture
 def task(config, data_file):
-    return ws.signal_region_task("supervised", config, ws.split_signal_region(config, data_file))
+    return tasks.signal_region_task("supervised", config, selection.split_signal_region(config, data_file))
 
 
 def test_score_files_round_trip(config, task, tmp_path):
     path, auc = score_file(tmp_path / "scores" / "supervised", config, task, nsig=20, seed=3)
-    loaded = ws.read_scores(path)
+    loaded = score_files.read_scores(path)
     assert (loaded.nsig, loaded.seed, loaded.attrs["mode"]) == (20, 3, "supervised")
     assert loaded.attrs["epochs_trained"] == 3
     assert loaded.attrs["auc"] == pytest.approx(auc)
-    assert loaded.attrs["test_digest"] == ws.events_digest(task.test)
+    assert loaded.attrs["test_digest"] == tasks.events_digest(task.test)
     np.testing.assert_array_equal(loaded.label, task.test.label)
     assert "classifier:" in loaded.attrs["config"]
 
@@ -235,10 +236,10 @@ def test_collect_groups_mode_directories(config, task, tmp_path):
     for nsig in (10, 20):
         for seed in (0, 1):
             score_file(tmp_path / "scores" / "supervised", config, task, nsig, seed)
-    groups = ws.collect_scores(tmp_path / "scores", expected_seeds=2)
+    groups = score_files.collect_scores(tmp_path / "scores", expected_seeds=2)
     assert list(groups) == ["supervised"]
     assert [(f.nsig, f.seed) for f in groups["supervised"]] == [(10, 0), (10, 1), (20, 0), (20, 1)]
-    assert list(ws.collect_scores(tmp_path / "scores" / "supervised")) == ["supervised"]
+    assert list(score_files.collect_scores(tmp_path / "scores" / "supervised")) == ["supervised"]
 
 
 def test_collect_refuses_score_files_of_different_test_sets(config, task, tmp_path):
@@ -246,26 +247,26 @@ def test_collect_refuses_score_files_of_different_test_sets(config, task, tmp_pa
     other = dataclasses.replace(task, test=task.test.select(slice(1, None)))
     score_file(tmp_path / "scores" / "supervised", config, other, 10, 1)
     with pytest.raises(InputError, match="different test sets"):
-        ws.collect_scores(tmp_path / "scores")
+        score_files.collect_scores(tmp_path / "scores")
 
 
 def test_collect_refuses_missing_seeds(config, task, tmp_path):
     for nsig, seed in ((10, 0), (10, 1), (20, 0)):
         score_file(tmp_path / "scores" / "supervised", config, task, nsig, seed)
     with pytest.raises(InputError, match="nsig 20 lacks seed"):
-        ws.collect_scores(tmp_path / "scores")
+        score_files.collect_scores(tmp_path / "scores")
     score_file(tmp_path / "scores" / "supervised", config, task, 20, 1)
     with pytest.raises(InputError, match="classifier.seeds asks for 3"):
-        ws.collect_scores(tmp_path / "scores", expected_seeds=3)
+        score_files.collect_scores(tmp_path / "scores", expected_seeds=3)
 
 
 def test_collect_refuses_empty_mode_directories_and_foreign_files(config, task, tmp_path):
     (tmp_path / "scores" / "cwola").mkdir(parents=True)
     score_file(tmp_path / "scores" / "supervised", config, task, 10, 0)
     with pytest.raises(InputError, match="holds no score files"):
-        ws.collect_scores(tmp_path / "scores")
+        score_files.collect_scores(tmp_path / "scores")
     (tmp_path / "scores" / "cwola" / "nsig10_seed0.h5").write_text("not hdf5")
     with pytest.raises(InputError, match="not a score file"):
-        ws.collect_scores(tmp_path / "scores")
+        score_files.collect_scores(tmp_path / "scores")
     with pytest.raises(InputError, match="does not exist"):
-        ws.collect_scores(tmp_path / "missing")
+        score_files.collect_scores(tmp_path / "missing")

@@ -25,19 +25,20 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
 
+from lhco_diffusion.data.layout import JET_FEATURES, N_INDEX, PARTICLE_FEATURES
 from lhco_diffusion.errors import InputError
 
 FORMAT_VERSION = 1
-JET_FEATURES = ("pt", "eta", "phi", "mass", "n_constituents")
-PARTICLE_FEATURES = ("pt_rel", "deta", "dphi")
 DATASETS = ("particles", "jets", "mjj", "label")
 SUBSTRUCTURE = "jet_substructure"  # the optional dataset
 N_TAU = 3  # tau1, tau2, tau3
 _COMPLETE = "n_complete"
+READ_CHUNK = 50_000  # events read at a time by the streaming readers
 
 
 @dataclasses.dataclass
@@ -109,7 +110,7 @@ def validate(events: Events, mjj_range: tuple[float, float] | None = None) -> No
             raise InputError(f"{name} contains NaN or infinite values")
     mask = events.mask
     counts = mask.sum(axis=-1)
-    if not np.array_equal(counts, np.rint(events.jets[..., 4]).astype(counts.dtype)):
+    if not np.array_equal(counts, np.rint(events.jets[..., N_INDEX]).astype(counts.dtype)):
         raise InputError("n_constituents does not equal the number of real particles in every jet")
     if np.any(events.particles[~mask] != 0):
         raise InputError("padded particle slots must be exactly zero")
@@ -150,24 +151,57 @@ def load_columns(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, n
         return {name: file[name][:n] for name in names}
 
 
+def resize(events: Events, npart: int) -> Events:
+    """``events`` with exactly ``npart`` particle slots per jet: the leading ``npart`` particles
+    kept, or zero slots appended.
+
+    Truncating drops constituents, so the stored jets then no longer equal the sum of the kept
+    particles; n_constituents is clipped to ``npart`` to keep the mask consistent.
+    """
+    particles = events.particles[:, :, :npart]
+    particles = np.pad(particles, ((0, 0), (0, 0), (0, npart - particles.shape[2]), (0, 0)))
+    jets = events.jets.copy()
+    jets[..., N_INDEX] = np.minimum(jets[..., N_INDEX], npart)
+    return dataclasses.replace(events, particles=particles, jets=jets)
+
+
 def load(path: str | os.PathLike, start: int = 0, stop: int | None = None,
          npart: int | None = None) -> Events:
-    """Events ``start:stop`` of a processed file; ``npart`` < P keeps only the leading particles.
-
-    The substructure is read when the file has it. Truncating to fewer particles drops
-    constituents, so the stored jets then no longer equal the sum of the kept particles;
-    n_constituents is clipped to ``npart`` to keep the mask consistent.
-    """
+    """Events ``start:stop`` of a processed file, fitted to ``npart`` slots per jet (``resize``;
+    default: the file's P). The substructure is read when the file has it."""
     with _open(path) as file:
         stop = min(count(path) if stop is None else stop, file["mjj"].shape[0])
-        keep = slice(None) if npart is None else slice(0, npart)
-        particles = file["particles"][start:stop, :, keep]
+        particles = file["particles"][start:stop, :, :npart]
         jets = file["jets"][start:stop]
         substructure = file[SUBSTRUCTURE][start:stop] if SUBSTRUCTURE in file else None
         events = Events(particles, jets, file["mjj"][start:stop], file["label"][start:stop], substructure)
-    if npart is not None:
-        events.jets[..., 4] = np.minimum(events.jets[..., 4], events.npart)
-    return events
+    return events if npart is None else resize(events, npart)
+
+
+def load_rows(path: str | os.PathLike, rows, npart: int | None = None) -> Events:
+    """The events at ``rows`` (integer indices) of a processed file, in the order of ``rows``.
+
+    Reads ``READ_CHUNK`` events at a time, so memory holds one chunk plus the selected events.
+    """
+    rows = np.asarray(rows, np.int64)
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    blocks = []
+    for chunk in np.unique(ordered // READ_CHUNK):
+        inside = ordered[(ordered >= chunk * READ_CHUNK) & (ordered < (chunk + 1) * READ_CHUNK)]
+        block = load(path, int(inside[0]), int(inside[-1]) + 1, npart)
+        blocks.append(block.select(inside - inside[0]))
+    if not blocks:
+        blocks = [load(path, 0, 0, npart)]
+    return Events.concatenate(blocks).select(np.argsort(order, kind="stable"))
+
+
+def chunks(path: str | os.PathLike, npart: int | None = None, size: int = READ_CHUNK,
+           limit: int | None = None) -> Iterator[Events]:
+    """The complete events of a processed file (the first ``limit``), ``size`` at a time."""
+    n = count(path) if limit is None else min(count(path), limit)
+    for start in range(0, n, size):
+        yield load(path, start, min(start + size, n), npart)
 
 
 class EventWriter:

@@ -3,6 +3,7 @@
     raw_file(config)        data.raw, or a synthetic (or Pythia) raw file made once in the cache
     prepare_file(raw, out)  raw LHCO layout -> fastjet -> processed HDF5, streamed chunk by chunk
     processed_file(config)  data.processed, or raw_file(config) prepared once into the cache
+    extra_background_file(config)  data.extra_background, prepared once if it is raw
 
 Cached files are named after everything that determines their content, written atomically, and
 reused when present, so every entry point can simply ask for ``processed_file(config)``.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import multiprocessing
 import os
 from pathlib import Path
@@ -82,6 +84,22 @@ def processed_file(config: Config, progress: bool = True) -> Path:
         prepare_file(raw, output, data.npart, data.jet_radius, data.min_leading_jet_pt,
                      data.chunk_size, data.workers, progress=progress, data_config=data)
     return output
+
+
+def extra_background_file(config: Config) -> Path | None:
+    """The processed extra SR background (``data.extra_background``), prepared once if it is raw."""
+    extra = config.data.extra_background
+    if not extra:
+        return None
+    path = expand(extra)
+    if not path.is_file():
+        raise InputError(f"data.extra_background file {path} does not exist; see data/README")
+    try:
+        processed.count(path)
+        return path
+    except InputError:  # a raw LHCO file: cluster it like the main one
+        data = dataclasses.replace(config.data, raw=str(path), processed=None)
+        return processed_file(config.replace(data=data))
 
 
 def prepare_file(raw_path: str | os.PathLike, output_path: str | os.PathLike, npart: int,

@@ -30,6 +30,7 @@ import numpy as np
 
 from lhco_diffusion.config import TransformsConfig
 from lhco_diffusion.data.kinematics import wrap_phi
+from lhco_diffusion.data.layout import N_INDEX
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output
@@ -174,7 +175,7 @@ def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:
     mjj = np.asarray(mjj, np.float64)[:, None]
     mass_fraction = np.maximum(jets[..., 3] / mjj, MIN_MASS_FRACTION)
     pt_fraction = jets[..., 0] / mjj
-    eta, n_constituents = jets[..., 1], jets[..., 4]
+    eta, n_constituents = jets[..., 1], jets[..., N_INDEX]
     phi = wrap_phi(jets[..., 2] - azimuth(jets)[:, None])
     return np.stack([np.log(pt_fraction), eta, phi, np.log(mass_fraction), n_constituents], axis=-1)
 

@@ -29,6 +29,7 @@ import tensorflow as tf
 from lhco_diffusion.config import ClassifierConfig
 from lhco_diffusion.data.dataset import diffusion_dataset
 from lhco_diffusion.data.transforms import ModelInputs
+from lhco_diffusion.models.callbacks import EarlyStopping
 from lhco_diffusion.models.layers import TransformerBlock, leaky_relu
 
 class TokenEncoder(tf.keras.layers.Layer):
@@ -144,19 +145,6 @@ def batches(inputs: ModelInputs, labels: np.ndarray, batch_size: int, rank: int 
                            inputs.mask)
     dataset = diffusion_dataset(labelled, batch_size, rank, size, shuffle, seed, pad_to_longest)
     return dataset.map(lambda particles, jets, label, mask: ((jets, particles, mask), label[:, 0]))
-
-
-class EarlyStopping(tf.keras.callbacks.EarlyStopping):
-    """Keras' early stopping on the validation loss, restoring the best weights also when the
-    epochs run out before the patience does (Keras 2 restores them only on an early stop)."""
-
-    def __init__(self, patience: int):
-        super().__init__(monitor="val_loss", patience=patience, restore_best_weights=True)
-
-    def on_train_end(self, logs=None):
-        if self.stopped_epoch == 0 and self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
-        super().on_train_end(logs)
 
 
 def fit(model: Classifier, train: tf.data.Dataset, validation: tf.data.Dataset, config: ClassifierConfig,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from lhco_diffusion.config import NetworkConfig, TrainingConfig
-from lhco_diffusion.models import schedule
+from lhco_diffusion.solvers import schedule
 from lhco_diffusion.models.generator import GenerativeModel, NoiseStream, masked_mean_square, per_jet
 from lhco_diffusion.models.networks import build_jet_network, build_particle_network
 

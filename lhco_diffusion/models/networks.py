@@ -18,10 +18,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 from lhco_diffusion.config import NetworkConfig
+from lhco_diffusion.data.layout import N_JET_FEATURES, N_PARTICLE_FEATURES
 from lhco_diffusion.models.layers import ConditionEmbedding, PointCloudNetwork, leaky_relu
 
-N_JET_FEATURES = 5
-N_PARTICLE_FEATURES = 3
 
 
 class _ConditionedSetNetwork(tf.keras.Model):

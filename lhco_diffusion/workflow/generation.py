@@ -7,7 +7,7 @@
         the same chain started from existing events noised to t_star (partial diffusion):
         jets re-diffused under the new mjj, particles re-diffused given the new jets
 
-Solvers and step counts are those of ``lhco_diffusion.sampling`` (``sampling.solver``,
+Solvers and step counts are those of ``solvers.sampling`` (``sampling.solver``,
 ``sampling.num_steps``); the networks are the models' EMA copies. Generated particles are
 sorted by pT within each jet, as prepared data are, and new events are rotated about the beam
 by a uniformly random angle (the models work in each event's frame, see ``data.transforms``).
@@ -17,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from lhco_diffusion import sampling
-from lhco_diffusion.data import transforms
+from lhco_diffusion.solvers import sampling
+from lhco_diffusion.data import processed, transforms
+from lhco_diffusion.data.layout import N_INDEX
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.models.diffusion import DiffusionModel
 
-N_INDEX = 4  # n_constituents among the jet features
 
 
 def generate_events(model: DiffusionModel, stats: transforms.Stats, mjj: np.ndarray, npart: int,
@@ -55,7 +55,7 @@ def partially_diffuse_events(model: DiffusionModel, stats: transforms.Stats, eve
     events keep their azimuth (the model works in each event's own frame).
     ``num_steps`` counts steps over the whole [0, 1] interval (``sampling.steps_below``).
     """
-    inputs = transforms.to_model(stats, _with_npart(events, npart))
+    inputs = transforms.to_model(stats, processed.resize(events, npart))
     condition = tf.constant(transforms.condition(stats, mjj))
     jet_seed, particle_seed = np.random.default_rng(seed).integers(2**32, size=2)
     jet_velocity, particle_velocity = model.sampling_velocities
@@ -81,15 +81,6 @@ def _with_multiplicity(stats: transforms.Stats, jets: np.ndarray, mask: np.ndarr
     jets = jets.copy()
     jets[..., N_INDEX] = (mask.sum(axis=-1) - stats.jet_mean[N_INDEX]) / stats.jet_std[N_INDEX]
     return jets
-
-
-def _with_npart(events: Events, npart: int) -> Events:
-    """``events`` with exactly ``npart`` particle slots (extra slots dropped or zeros added)."""
-    particles = events.particles[:, :, :npart]
-    particles = np.pad(particles, ((0, 0), (0, 0), (0, npart - particles.shape[2]), (0, 0)))
-    jets = events.jets.copy()
-    jets[..., N_INDEX] = np.minimum(jets[..., N_INDEX], npart)
-    return Events(particles, jets, events.mjj, events.label)
 
 
 def _physical(stats, particles, jets, mjj, mask, event_azimuth) -> Events:

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from lhco_diffusion.models import schedule
+from lhco_diffusion.solvers import schedule
 
 SOLVERS = ("ddim", "ddim2", "dpm2")
 _EVALUATIONS_PER_STEP = {"ddim": 1, "ddim2": 2, "dpm2": 2}

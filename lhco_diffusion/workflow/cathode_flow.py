@@ -5,7 +5,7 @@ given mjj, trained on sideband background (Hallin et al., arXiv:2109.00546).
     features = trained.sample(mjj, seed)              # (n, 4) [mj1 GeV, delta_mj GeV, tau21 j1, tau21 j2]
 
 Data: the sideband background of the processed file, split exactly like the diffusion models'
-(``regions.sideband_splits`` with ``data.sideband_fractions`` and ``data.seed``): the flow learns
+(``data.selection.sideband_rows``): the flow learns
 on "train", early stopping watches the loss on "test", "validation" stays unseen (two-sample checks).
 
 Model space (CATHODE's preprocessing, fitted on the training split): each feature is scaled
@@ -38,16 +38,16 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-import tensorflow_probability as tfp
 
 from lhco_diffusion.config import Config, FlowConfig, expand
-from lhco_diffusion.data import processed, regions, substructure
+from lhco_diffusion.data import processed, substructure
 from lhco_diffusion.errors import InputError, TrainingDiverged
 from lhco_diffusion.files import atomic_output
-from lhco_diffusion.models.classifier import EarlyStopping
+from lhco_diffusion.data import selection
+from lhco_diffusion.models.callbacks import EarlyStopping
+from lhco_diffusion.models.maf import ConditionalFlow
 
 RANGE_MARGIN = 0.05  # the min-max range of each feature is widened by this share on both sides
-MAX_LOG_SCALE = 3.0  # soft clamp of the affine log-scales
 SAMPLE_BATCH = 50_000  # events per sampling call
 N_FEATURES = len(substructure.FEATURES)
 
@@ -113,91 +113,6 @@ class Preprocessing:
         return cls(**json.loads(Path(path).read_text()))
 
 
-# ---------------------------------------------------------------------------- the flow
-
-
-class ConditionalFlow(tf.keras.Model):
-    """p(x | c): a stack of conditional MAF blocks on a standard normal, x (B, 4), c (B, 1).
-
-    ``log_prob(x, c)`` -> (B,); ``sample(c, noise)`` maps base noise (B, 4) to x. The loss of
-    ``train_step``/``test_step`` is the mean negative log-likelihood.
-    """
-
-    def __init__(self, num_layers: int, hidden_units: tuple[int, ...], n_features: int = N_FEATURES,
-                 **kwargs):
-        super().__init__(**kwargs)
-        if num_layers < 1:
-            raise InputError(f"flow.num_layers must be at least 1, not {num_layers}")
-        bijectors = tfp.bijectors
-        self.made_blocks = [GatedMade(n_features, hidden_units, name=f"made_{index}") for index in range(num_layers)]
-        chain = []  # applied right to left by tfp.bijectors.Chain: last block first on sampling
-        for index, made in enumerate(self.made_blocks):
-            if index:
-                chain.append(bijectors.Permute(list(reversed(range(n_features))), name=f"reverse_{index}"))
-            chain.append(bijectors.MaskedAutoregressiveFlow(_clamped(made), name=f"maf_{index}"))
-        self.bijector = bijectors.Chain(chain[::-1])
-        base = tfp.distributions.MultivariateNormalDiag(tf.zeros(n_features))
-        self.distribution = tfp.distributions.TransformedDistribution(base, self.bijector)
-        self.loss_tracker = tf.keras.metrics.Mean(name="loss")
-
-    def _conditioned(self, condition: tf.Tensor) -> dict:
-        return {f"maf_{index}": {"conditional_input": condition} for index in range(len(self.made_blocks))}
-
-    def log_prob(self, features: tf.Tensor, condition: tf.Tensor) -> tf.Tensor:
-        """(B,) log density of model-space features (B, 4) given conditions (B, 1)."""
-        return self.distribution.log_prob(features, bijector_kwargs=self._conditioned(condition))
-
-    def sample(self, condition: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-        """(B, 4) model-space features for conditions (B, 1) from standard-normal noise (B, 4)."""
-        return self.bijector.forward(noise, **self._conditioned(condition))
-
-    def call(self, inputs) -> tf.Tensor:
-        """inputs = (features, condition) -> (B,) log densities."""
-        return self.log_prob(*inputs)
-
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
-
-    def train_step(self, batch):
-        features, condition = batch
-        with tf.GradientTape() as tape:
-            loss = -tf.reduce_mean(self.log_prob(features, condition))
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, batch):
-        features, condition = batch
-        self.loss_tracker.update_state(-tf.reduce_mean(self.log_prob(features, condition)))
-        return {"loss": self.loss_tracker.result()}
-
-
-class GatedMade(tf.keras.layers.Layer):
-    """A conditional MADE (features (B, F), conditional_input (B, 1) -> (B, F, 2) shift and
-    log-scale) whose output is multiplied by a learnable scalar that starts at 0, so every block
-    starts as the identity and a deep stack cannot blow up before it has learnt anything."""
-
-    def __init__(self, n_features: int, hidden_units: tuple[int, ...], **kwargs):
-        super().__init__(**kwargs)
-        self.made = tfp.bijectors.AutoregressiveNetwork(
-            params=2, event_shape=(n_features,), conditional=True, conditional_event_shape=(1,),
-            hidden_units=list(hidden_units), activation="relu")
-        self.gate = self.add_weight(name="gate", shape=(), initializer="zeros")
-
-    def call(self, features: tf.Tensor, conditional_input: tf.Tensor) -> tf.Tensor:
-        return self.gate * self.made(features, conditional_input=conditional_input)
-
-
-def _clamped(made: tf.keras.layers.Layer):
-    """The MADE's (shift, log-scale) with the log-scale soft-clamped to +-MAX_LOG_SCALE."""
-    def shift_and_log_scale(features, **kwargs):
-        shift, log_scale = tf.unstack(made(features, **kwargs), axis=-1)
-        return shift, MAX_LOG_SCALE * tf.tanh(log_scale / MAX_LOG_SCALE)
-    return shift_and_log_scale
-
-
 @dataclasses.dataclass
 class TrainedFlow:
     """A trained flow with its preprocessing; ``directory`` is where it is saved (or None)."""
@@ -229,15 +144,11 @@ class TrainedFlow:
 def sideband_features(config: Config, data_path: str | os.PathLike) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"train", "test", "validation"}`` -> (features (n, 4), mjj (n,) [GeV]) of the sideband
     background, split like the diffusion models' training data; reads no particles."""
-    columns = processed.load_columns(data_path, ("jets", "mjj", "label", processed.SUBSTRUCTURE))
-    background = regions.sideband_mask(columns["mjj"], config.data) & (columns["label"] == 0)
-    if not background.any():
-        raise InputError(f"{data_path} holds no background event in the sideband {list(config.data.sideband)} GeV")
-    features = substructure.high_level_features(columns["jets"][background, :, 3],
-                                                columns[processed.SUBSTRUCTURE][background])
-    mjj = columns["mjj"][background]
-    splits = regions.sideband_splits(len(mjj), config.data.sideband_fractions, config.data.seed)
-    return {name: (features[rows], mjj[rows]) for name, rows in splits.items()}
+    split_rows = selection.sideband_rows(data_path, config.data)
+    columns = processed.load_columns(data_path, ("jets", "mjj", processed.SUBSTRUCTURE))
+    mass = columns["jets"][..., 3]
+    return {name: (substructure.high_level_features(mass[rows], columns[processed.SUBSTRUCTURE][rows]),
+                   columns["mjj"][rows]) for name, rows in split_rows.items()}
 
 
 def train(config: Config, data_path: str | os.PathLike, verbose: bool = True) -> TrainedFlow:
@@ -281,7 +192,7 @@ def fit(model: ConditionalFlow, preprocessing: Preprocessing, train_split: tuple
 
 def build(config: Config) -> ConditionalFlow:
     """An untrained flow of ``config.flow`` with its weights created."""
-    model = ConditionalFlow(config.flow.num_layers, config.flow.hidden_units)
+    model = ConditionalFlow(config.flow.num_layers, config.flow.hidden_units, N_FEATURES)
     model((tf.zeros((1, N_FEATURES)), tf.zeros((1, 1))))
     return model
 

@@ -21,15 +21,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from lhco_diffusion import checkpoints, distributed
+from lhco_diffusion.workflow import checkpoints
+from lhco_diffusion import distributed
 from lhco_diffusion.config import Config, TrainingConfig, expand
-from lhco_diffusion.data import dataset, processed, regions, sources, transforms
-from lhco_diffusion.data.processed import Events
+from lhco_diffusion.data import dataset, selection, sources, transforms
 from lhco_diffusion.errors import InputError, TrainingDiverged
 from lhco_diffusion.models.diffusion import DiffusionModel
-
-READ_CHUNK = 50_000  # events read from the processed file at a time
-
 
 @dataclasses.dataclass
 class TrainingData:
@@ -47,27 +44,13 @@ def run_paths(config: Config) -> dict[str, Path]:
             "log": run_dir / "training_log.csv", "tensorboard": run_dir / "tensorboard"}
 
 
-def sideband_background(path: str | Path, config: Config) -> Events:
-    """All background events of the processed file in the sideband, read chunk by chunk."""
-    blocks = []
-    for start in range(0, processed.count(path), READ_CHUNK):
-        events = processed.load(path, start, start + READ_CHUNK, config.data.npart)
-        blocks.append(events.select(regions.sideband_mask(events.mjj, config.data) & (events.label == 0)))
-    background = Events.concatenate(blocks) if blocks else processed.load(path, 0, 0)
-    if len(background) == 0:
-        raise InputError(f"{path} holds no background event in the sideband {list(config.data.sideband)} GeV")
-    return background
-
-
 def training_data(config: Config, path: str | Path, stats: transforms.Stats | None = None) -> TrainingData:
     """The train and test splits of the sideband background in model space.
 
     ``stats`` (from a checkpoint being resumed) are used as they are; otherwise they are fitted
     on the training split.
     """
-    background = sideband_background(path, config)
-    splits = regions.sideband_splits(len(background), config.data.sideband_fractions, config.data.seed)
-    train, test = background.select(splits["train"]), background.select(splits["test"])
+    train, test = (selection.sideband_background(path, config, split) for split in ("train", "test"))
     stats = stats or transforms.fit(train, config.transforms, config.data.sideband)
     return TrainingData(transforms.to_model(stats, train), transforms.to_model(stats, test), stats)
 

@@ -25,54 +25,34 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from lhco_diffusion import generation, training
-from lhco_diffusion.checkpoints import Checkpoint
 from lhco_diffusion.config import Config
-from lhco_diffusion.data import processed, regions
-from lhco_diffusion.data.mjj import MjjSampler
+from lhco_diffusion.data import processed, selection
 from lhco_diffusion.data.processed import Events
+from lhco_diffusion.data.selection import REGIONS
 from lhco_diffusion.errors import InputError
+from lhco_diffusion.workflow import generation
+from lhco_diffusion.workflow.checkpoints import Checkpoint
 
 MODES = ("noise", "partial-sr", "partial-sb", "partial-ref")
-REGIONS = ("SR", "SB")
 _RESUMED_SETTINGS = ("region", "mode", "seed", "batch_size", "n_requested", "t_star", "solver", "num_steps")
 
 
 def conditioning_mjj(config: Config, data_path: str | os.PathLike, region: str, n: int, seed: int) -> np.ndarray:
     """(n,) mjj [GeV] to generate ``region`` events at (see the module docstring)."""
     if region == "SR":
-        return kde(config, data_path).sample(n, config.data.signal_region, seed)
-    held_out = held_out_sideband(config, data_path).mjj
+        return selection.mjj_density(data_path, config.data).sample(n, config.data.signal_region, seed)
+    held_out = selection.columns(data_path)[0][selection.sideband_rows(data_path, config.data)["validation"]]
     return np.random.default_rng(seed).choice(held_out, n, replace=len(held_out) < n)
-
-
-def kde(config: Config, data_path: str | os.PathLike) -> MjjSampler:
-    """The mjj density fitted to the data's SR (or sideband) events, as ``data.kde_source`` says."""
-    mjj = _mjj(data_path)
-    if config.data.kde_source == "signal_region":
-        mjj = mjj[regions.signal_region_mask(mjj, config.data)]
-    else:
-        mjj = mjj[regions.sideband_mask(mjj, config.data)]
-    return MjjSampler.fit(mjj, config.data.kde_bandwidth)
-
-
-def held_out_sideband(config: Config, data_path: str | os.PathLike) -> Events:
-    """The sideband background split the diffusion models never saw (``validation``)."""
-    background = training.sideband_background(data_path, config)
-    split = regions.sideband_splits(len(background), config.data.sideband_fractions, config.data.seed)
-    return background.select(split["validation"])
 
 
 def source_events(config: Config, data_path: str | os.PathLike, mode: str,
                   reference: str | os.PathLike | None) -> Events:
     """The events a partial mode starts from."""
     if mode == "partial-sb":
-        return held_out_sideband(config, data_path)
+        return selection.sideband_background(data_path, config, "validation")
     if mode == "partial-ref" and reference is None:
         raise InputError("mode partial-ref needs --reference FILE.h5")
-    path = reference if mode == "partial-ref" else data_path
-    events = processed.load(path, npart=config.data.npart)
-    return regions.signal_region_events(events, config.data)
+    return selection.region_events(reference if mode == "partial-ref" else data_path, "SR", config)
 
 
 def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: Config,
@@ -150,11 +130,3 @@ def _differs(stored, wanted) -> bool:
     if isinstance(wanted, float):
         return not np.isclose(float(stored), wanted)
     return str(stored) != str(wanted)
-
-
-def _mjj(path: str | os.PathLike) -> np.ndarray:
-    import h5py
-
-    n = processed.count(path)
-    with h5py.File(path, "r") as file:
-        return file["mjj"][:n]

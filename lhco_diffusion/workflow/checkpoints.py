@@ -9,6 +9,10 @@ A checkpoint is a directory (written atomically, by rank 0 only):
 
 ``<run_dir>/checkpoints/last`` is rewritten after every good epoch, ``best`` whenever the test
 loss improves. ``load`` rebuilds the model from the stored configuration alone.
+
+The checkpoint is the truth about its model: ``run_config`` refuses a command's configuration
+whose model-side settings (``MODEL_SECTIONS``, ``MODEL_DATA_KEYS``) differ from the stored ones,
+naming the key, while sampling-side settings (solver, steps, number of events) stay the command's.
 """
 from __future__ import annotations
 
@@ -28,6 +32,10 @@ from lhco_diffusion.files import atomic_output
 from lhco_diffusion.models.diffusion import DiffusionModel
 
 WEIGHTS = "weights"
+MODEL_SECTIONS = ("transforms", "jet_model", "particle_model")  # fixed by the trained networks
+# The data settings that decide what the model learned: P, the regions and the sideband splits
+# (the held-out split is the sideband reference; the seed draws it).
+MODEL_DATA_KEYS = ("npart", "signal_region", "sideband", "sideband_fractions", "seed")
 FILES = ("weights.index", "transforms.json", "config.yaml", "state.json")
 
 
@@ -81,6 +89,20 @@ def restore(directory: str | os.PathLike, model: DiffusionModel,
         raise InputError(f"{directory} does not fit this configuration's model: {error}") from None
     if optimizer is None:
         status.expect_partial()
+
+
+def run_config(checkpoint: Checkpoint, command_config: Config) -> Config:
+    """``command_config`` after checking that it agrees with the checkpoint on every model-side
+    setting; ``InputError`` naming the first key that differs."""
+    stored, given = checkpoint.config.to_dict(), command_config.to_dict()
+    keys = [(section, key) for section in MODEL_SECTIONS for key in stored[section]]
+    keys += [("data", key) for key in MODEL_DATA_KEYS]
+    for section, key in keys:
+        if stored[section][key] != given[section][key]:
+            raise InputError(f"{section}.{key} is {given[section][key]} in {command_config.source} but the "
+                             f"checkpoint's model was trained with {stored[section][key]}; use the training "
+                             "configuration or drop the key")
+    return command_config
 
 
 def read_state(directory: str | os.PathLike) -> dict:

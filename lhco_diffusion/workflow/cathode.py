@@ -1,14 +1,14 @@
 """The low-dimensional CATHODE baseline: weakly supervised classifiers on four high-level features.
 
-    task = high_level.signal_region_task("cathode", config, split, nsig, data_path)
-    scores, record = high_level.train_and_score(task, config, seed)
-    weak_supervision.write_scores(path, scores, task, seed, config, record)
+    task = cathode.signal_region_task("cathode", config, split, nsig, data_path)
+    scores, record = cathode.train_and_score(task, config, seed)
+    scores.write_scores(path, scores, task, seed, config, record)
 
 Features (``data.substructure.FEATURES``): the lighter jet's mass mj1 [GeV], mj2 - mj1 [GeV] and
-the two jets' tau21 (jets ordered by mass). Modes, on the SR split of ``weak_supervision``:
+the two jets' tau21 (jets ordered by mass). Modes, on the SR split of ``data.selection``:
 
     mode           class 0 (template)                              class 1
-    cathode        flow samples in the SR (``lhco_diffusion.flow``,  SR data = data background
+    cathode        flow samples in the SR (``cathode_flow``,        SR data = data background
                    mjj from the KDE of the diffusion sampling,       + nsig signal
                    flow.oversampling per SR data event)
     idealized-hl   the idealized mode's true extra SR background    as idealized
@@ -33,11 +33,13 @@ import sys
 
 import numpy as np
 
-from lhco_diffusion import flow, templates, weak_supervision
 from lhco_diffusion.config import Config
+from lhco_diffusion.data import selection
 from lhco_diffusion.data.processed import Events
+from lhco_diffusion.data.selection import SignalRegionSplit
 from lhco_diffusion.data.substructure import cathode_features
 from lhco_diffusion.errors import InputError
+from lhco_diffusion.workflow import cathode_flow as flow, tasks
 
 HIDDEN_UNITS = (64, 64, 64)  # CATHODE's classifier
 HGB_MAX_ITERATIONS = 500  # boosting rounds before early stopping
@@ -46,8 +48,8 @@ HGB_MAX_ITERATIONS = 500  # boosting rounds before early stopping
 @dataclasses.dataclass
 class FeatureTask:
     """One classifier training on high-level features: class 0 (N0, 4), class 1 (N1, 4), and the
-    test events (whose features ``train_and_score`` computes). ``weak_supervision.write_scores``
-    and ``training_split`` take it like a ``weak_supervision.Task``."""
+    test events (whose features ``train_and_score`` computes). ``scores.write_scores``
+    and ``tasks.training_split`` take it like a ``tasks.Task``."""
 
     mode: str
     region: str
@@ -58,7 +60,7 @@ class FeatureTask:
     attrs: dict = dataclasses.field(default_factory=dict)  # recorded in the score file (flow ...)
 
 
-def signal_region_task(mode: str, config: Config, split: weak_supervision.SignalRegionSplit,
+def signal_region_task(mode: str, config: Config, split: SignalRegionSplit,
                        nsig: int | None, data_path: str | os.PathLike, seed: int = 0,
                        verbose: bool = True) -> FeatureTask:
     """The training set of ``cathode``, ``idealized-hl`` or ``supervised-hl`` (module docstring).
@@ -66,17 +68,17 @@ def signal_region_task(mode: str, config: Config, split: weak_supervision.Signal
     cathode trains the flow on the sideband of ``data_path`` (or reuses the one saved by an
     earlier call) and draws its template with ``seed``.
     """
-    if mode not in weak_supervision.HIGH_LEVEL_MODES:
-        raise InputError(f"mode {mode} is not a high-level mode ({', '.join(weak_supervision.HIGH_LEVEL_MODES)})")
+    if mode not in tasks.HIGH_LEVEL_MODES:
+        raise InputError(f"mode {mode} is not a high-level mode ({', '.join(tasks.HIGH_LEVEL_MODES)})")
     if mode != "cathode":
-        full = weak_supervision.signal_region_task(mode.removesuffix("-hl"), config, split, nsig)
+        full = tasks.signal_region_task(mode.removesuffix("-hl"), config, split, nsig)
         return FeatureTask(mode, "SR", cathode_features(full.class0), cathode_features(full.class1), full.test,
                            full.nsig)
-    signal = weak_supervision.injected_signal(split, nsig)
+    signal = tasks.injected_signal(split, nsig)
     data = cathode_features(Events.concatenate([split.data_background, signal]))
     trained = flow.trained_flow(config, data_path, verbose)
     n_template = config.flow.oversampling * len(data)
-    mjj = templates.kde(config, data_path).sample(n_template, config.data.signal_region, seed)
+    mjj = selection.mjj_density(data_path, config.data).sample(n_template, config.data.signal_region, seed)
     test = Events.concatenate([split.test_background, split.test_signal])
     return FeatureTask("cathode", "SR", trained.sample(mjj, seed), data, test, len(signal),
                        {"flow": str(trained.directory), **{f"flow_{k}": v for k, v in trained.record.items()}})
@@ -92,9 +94,9 @@ def fit_and_score(class0: np.ndarray, class1: np.ndarray, test_features: np.ndar
                   verbose: bool = False) -> tuple[np.ndarray, dict]:
     """(M,) float32 class-1 logits of test_features (M, 4) and a record, from ``flow.classifier``
     trained on class0 (N0, 4) versus class1 (N1, 4) with the validation split of
-    ``weak_supervision.training_split`` (shuffled with ``seed``)."""
+    ``tasks.training_split`` (shuffled with ``seed``)."""
     task = FeatureTask("", "", class0, class1, None, 0)
-    train_rows, validation_rows = weak_supervision.training_split(task, config.classifier.validation_fraction, seed)
+    train_rows, validation_rows = tasks.training_split(task, config.classifier.validation_fraction, seed)
     if min(len(train_rows), len(validation_rows), len(class0), len(class1)) == 0:
         raise InputError(f"{len(class0)} template and {len(class1)} data events are too few to train and "
                          "validate a classifier")
@@ -116,7 +118,7 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
 def _fit_mlp(features, labels, train_rows, validation_rows, test_features, config, seed, verbose):
     import tensorflow as tf
 
-    from lhco_diffusion.models.classifier import EarlyStopping
+    from lhco_diffusion.models.callbacks import EarlyStopping
 
     settings = config.classifier
     mean, std = features[train_rows].mean(axis=0), np.maximum(features[train_rows].std(axis=0), 1e-6)

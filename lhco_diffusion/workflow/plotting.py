@@ -21,9 +21,10 @@ from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
 from lhco_diffusion.data import processed
+from lhco_diffusion.data.layout import JET_FEATURES, PARTICLE_FEATURES
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.files import atomic_output
-from lhco_diffusion.metrics import Injection, SeedCurves
+from lhco_diffusion.workflow.metrics import Injection, SeedCurves
 
 EXPERIMENT_LABEL = ("LHCO R&D", "Simulation")
 FONT_SIZE = 20
@@ -139,20 +140,11 @@ def versus_nsig_figure(results: dict[str, list[Injection]], quantity: str,
 def feature_values(events: Events) -> dict[str, np.ndarray]:
     """The nine compared features of ``events``, flattened (both jets; real particles only)."""
     jets, mask = events.jets, events.mask
-    values = {name: jets[..., index].ravel() for index, name in enumerate(list(FEATURES)[:5])}
-    particle_names = list(FEATURES)[5:8]
-    values.update({name: events.particles[..., index][mask] for index, name in enumerate(particle_names)})
+    values = {f"jet_{name}": jets[..., index].ravel() for index, name in enumerate(JET_FEATURES)}
+    values.update({f"particle_{name}": events.particles[..., index][mask]
+                   for index, name in enumerate(PARTICLE_FEATURES)})
     values["mjj"] = events.mjj
     return values
-
-
-def _chunks(path: str | os.PathLike, progress: bool, description: str):
-    n = processed.count(path)
-    with tqdm(total=n, desc=description, unit="ev", disable=not progress) as bar:
-        for start in range(0, n, READ_CHUNK):
-            events = processed.load(path, start, min(start + READ_CHUNK, n))
-            bar.update(len(events))
-            yield events
 
 
 def binning(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -176,11 +168,12 @@ def binning(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def feature_histograms(generated: str | os.PathLike, reference: str | os.PathLike,
                        progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
     """``{feature: {"edges", "generated", "reference"}}`` counts of both processed files."""
-    edges = binning(feature_values(next(_chunks(reference, False, ""))))
+    edges = binning(feature_values(next(processed.chunks(reference, size=READ_CHUNK))))
     histograms = {name: {"edges": edge} for name, edge in edges.items()}
     for sample, path in (("generated", generated), ("reference", reference)):
         counts = {name: np.zeros(len(edge) - 1) for name, edge in edges.items()}
-        for events in _chunks(path, progress, f"histograms of {Path(path).name}"):
+        for events in tqdm(processed.chunks(path, size=READ_CHUNK), desc=f"histograms of {Path(path).name}",
+                           total=-(-processed.count(path) // READ_CHUNK), unit="chunk", disable=not progress):
             for name, values in feature_values(events).items():
                 counts[name] += np.histogram(values, edges[name])[0]
         for name in edges:

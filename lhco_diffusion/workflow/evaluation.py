@@ -1,0 +1,117 @@
+"""Evaluation of a search: SIC and ROC with seed bands per mode, max SIC and AUC versus the
+injected signal, the generated-versus-reference feature plots, and summary.json/summary.md.
+
+    summary = evaluate(config, "RUN/scores", "RUN/evaluation", generated="SR.h5", reference="SR_bg.h5")
+
+In the versus-nsig figures the CATHODE baseline's modes (four high-level features) are drawn
+dashed beside the full ones. No TensorFlow: only score files and processed files are read.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from lhco_diffusion.config import Config
+from lhco_diffusion.errors import InputError
+from lhco_diffusion.files import atomic_output
+from lhco_diffusion.workflow import metrics, plotting, scores
+from lhco_diffusion.workflow.tasks import HIGH_LEVEL_MODES
+
+
+def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.PathLike,
+             generated: str | os.PathLike | None = None, reference: str | os.PathLike | None = None) -> dict:
+    """Write the SIC/ROC figures of every mode in ``scores_dir``, the versus-nsig figures, the
+    generated-versus-reference figure (when both files are given) and summary.json/.md into
+    ``output``; returns the summary."""
+    output = Path(output)
+    if (generated is None) != (reference is None):
+        raise InputError("--generated and --reference must be given together")
+    settings, formats = config.evaluation, config.evaluation.formats
+    groups = scores.collect_scores(scores_dir, expected_seeds=config.classifier.seeds)
+    summary = {"scores": str(scores_dir), "config": config.source, "modes": {},
+               "min_background_events": settings.min_background_events,
+               "band_quantiles": list(settings.band_quantiles)}
+    results_of = {}
+    for name, files in tqdm(groups.items(), desc="modes", unit="mode"):
+        trainings = [(f.nsig, f.seed, f.score, f.label) for f in files]
+        results = results_of[name] = metrics.injections(trainings, settings.min_background_events,
+                                                        settings.band_quantiles)
+        curves = {result.nsig: result.curves for result in results}
+        for quantity, prefix in (("sic", "sic"), ("rejection", "roc")):
+            figure = plotting.curve_figure(name, curves, quantity, settings.band_quantiles)
+            plotting.save(figure, output, f"{prefix}_{name}", formats)
+        attrs = files[0].attrs
+        summary["modes"][name] = {
+            "mode": attrs["mode"], "region": attrs.get("region", ""), "test_digest": attrs["test_digest"],
+            "n_test_signal": int(np.sum(files[0].label == 1)),
+            "n_test_background": int(np.sum(files[0].label == 0)),
+            "injections": [result.to_dict() for result in results],
+        }
+    high_level = frozenset(name for name, mode in summary["modes"].items()
+                           if mode["mode"] in HIGH_LEVEL_MODES)
+    for quantity in ("max_sic", "auc"):
+        figure = plotting.versus_nsig_figure(results_of, quantity, settings.band_quantiles, high_level)
+        plotting.save(figure, output, f"{quantity}_vs_nsig", formats)
+    if generated is not None:
+        histograms = plotting.feature_histograms(generated, reference)
+        plotting.save(plotting.feature_figure(histograms), output, "generated_vs_reference", formats)
+        summary["features"] = {"generated": str(generated), "reference": str(reference),
+                               "wasserstein": {name: _finite(plotting.wasserstein(histogram))
+                                               for name, histogram in histograms.items()}}
+    _write(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+    _write(output / "summary.md", markdown(summary))
+    return summary
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def markdown(summary: dict) -> str:
+    low, high = (f"{q:.0%}" for q in summary["band_quantiles"])
+    lines = [f"| mode | region | nsig | seeds | AUC median [{low}, {high}] | max SIC median [{low}, {high}] "
+             "|",
+             "|---|---|---:|---:|---|---|"]
+    for name, mode in summary["modes"].items():
+        for injection in mode["injections"]:
+            auc, sic = injection["auc"], injection["max_sic"]
+            lines.append(f"| {name} | {mode['region']} | {injection['nsig']} | {len(injection['seeds'])} | "
+                         f"{auc['median']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}] | "
+                         f"{sic['median']:.2f} [{sic['low']:.2f}, {sic['high']:.2f}] |")
+    lines.append(f"\nSIC uses only cuts keeping at least {summary['min_background_events']} test-background "
+                 "events.")
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_output(path) as temporary:
+        temporary.write_text(text)
+
+
+def _finite(value: float) -> float | None:
+    return value if np.isfinite(value) else None
+
+
+def markdown(summary: dict) -> str:
+    low, high = (f"{q:.0%}" for q in summary["band_quantiles"])
+    lines = [f"| mode | region | nsig | seeds | AUC median [{low}, {high}] | max SIC median [{low}, {high}] "
+             "|",
+             "|---|---|---:|---:|---|---|"]
+    for name, mode in summary["modes"].items():
+        for injection in mode["injections"]:
+            auc, sic = injection["auc"], injection["max_sic"]
+            lines.append(f"| {name} | {mode['region']} | {injection['nsig']} | {len(injection['seeds'])} | "
+                         f"{auc['median']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}] | "
+                         f"{sic['median']:.2f} [{sic['low']:.2f}, {sic['high']:.2f}] |")
+    lines.append(f"\nSIC uses only cuts keeping at least {summary['min_background_events']} test-background "
+                 "events.")
+    return "\n".join(lines) + "\n"
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_output(path) as temporary:
+        temporary.write_text(text)
