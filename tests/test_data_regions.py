@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lhco_diffusion.data import processed, regions
+from lhco_diffusion.data import processed, regions, selection
 from lhco_diffusion.data.mjj import MjjSampler
 from lhco_diffusion.errors import InputError
 
@@ -53,22 +53,33 @@ def test_empty_sideband_sample_cannot_be_split():
 
 
 def test_region_selection_on_prepared_events(processed_file, test_config):
-    events = processed.load(processed_file)
-    sideband = regions.sideband_background(events, test_config.data)
-    assert len(sideband) > 0 and np.all(sideband.label == 0)
-    assert np.all(regions.sideband_mask(sideband.mjj, test_config.data))
-    signal_region = regions.signal_region_events(events, test_config.data)
+    events = processed.load(processed_file, npart=test_config.data.npart)
+    train = selection.sideband_background(processed_file, test_config, "train")
+    assert len(train) > 0 and np.all(train.label == 0)
+    assert np.all(regions.sideband_mask(train.mjj, test_config.data))
+    signal_region = selection.region_events(processed_file, "SR", test_config)
     assert np.all(regions.signal_region_mask(signal_region.mjj, test_config.data))
     assert signal_region.label.mean() > events.label.mean()  # the resonance sits in the SR
 
 
-def test_empty_regions_are_input_errors(processed_file, test_config):
+def test_sideband_splits_partition_the_sideband_background_of_the_file(processed_file, test_config):
     events = processed.load(processed_file)
-    below = events.select(events.mjj < 2300.0)
-    with pytest.raises(InputError, match="no background event falls in the sideband"):
-        regions.sideband_background(below, test_config.data)
-    with pytest.raises(InputError, match="no event falls in the signal region"):
-        regions.signal_region_events(below, test_config.data)
+    rows = selection.sideband_rows(processed_file, test_config.data)
+    background = np.flatnonzero(regions.sideband_mask(events.mjj, test_config.data) & (events.label == 0))
+    np.testing.assert_array_equal(np.sort(np.concatenate(list(rows.values()))), background)
+    held_out = selection.reference_background(processed_file, "SB", test_config)
+    np.testing.assert_array_equal(held_out.mjj, events.mjj[rows["validation"]])
+
+
+def test_empty_regions_are_input_errors(tmp_path, processed_file, test_config):
+    events = processed.load(processed_file)
+    below = tmp_path / "below.h5"
+    with processed.EventWriter(below, events.npart) as writer:
+        writer.append(events.select(events.mjj < 2300.0))
+    with pytest.raises(InputError, match="no background event in the sideband"):
+        selection.sideband_rows(below, test_config.data)
+    with pytest.raises(InputError, match="no events in the SR"):
+        selection.region_events(below, "SR", test_config)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ def events(processed_file):
 
 @pytest.fixture(scope="module")
 def stats(events, test_config):
-    training = regions.sideband_background(events, test_config.data)
+    training = events.select(regions.sideband_mask(events.mjj, test_config.data) & (events.label == 0))
     return transforms.fit(training, test_config.transforms, sideband=test_config.data.sideband)
 
 
@@ -46,7 +46,8 @@ def test_model_inputs_shapes_padding_and_standardisation(events, stats, test_con
     assert all(array.dtype == np.float32 for array in arrays)
     np.testing.assert_array_equal(inputs.mask, events.mask.astype(np.float32))
     assert np.all(inputs.particles[inputs.mask == 0] == 0)
-    training = transforms.to_model(stats, regions.sideband_background(events, test_config.data))
+    sideband = events.select(regions.sideband_mask(events.mjj, test_config.data) & (events.label == 0))
+    training = transforms.to_model(stats, sideband)
     real = training.particles[training.mask > 0]
     np.testing.assert_allclose(real.mean(axis=0), 0.0, atol=1e-4)
     np.testing.assert_allclose(real.std(axis=0), 1.0, atol=1e-4)

@@ -116,3 +116,15 @@ def test_partial_diffusion_templates_are_scored_as_their_own_method(test_config,
     assert weak_supervision.method_name(task, output) == "cwola-partial-sb-t0.4"
     assert weak_supervision.method_name(task, noise) == "cwola"
     assert weak_supervision.method_name(tasks.Task("two-sample", "SB", None, None, None, 0)) == "two-sample-SB"
+
+
+@pytest.mark.parametrize("override, key", [("data.npart=12", "data.npart"),
+                                           ("particle_model.num_layers=3", "particle_model.num_layers"),
+                                           ("data.signal_region=[3200,3700]", "data.signal_region")])
+def test_a_config_contradicting_the_checkpoint_is_refused(test_config, trained_checkpoint, tmp_path, capsys,
+                                                          override, key):
+    output = tmp_path / "SR.h5"
+    assert sample.main(_args(test_config, trained_checkpoint, output, "--n", "10", "--set", override)) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("error: ") and "\n" not in error and key in error and "checkpoint" in error
+    assert not output.exists()

@@ -120,7 +120,7 @@ def test_extra_background_file_supplies_test_and_extra_background(config, data_f
 
 
 def test_reading_rows_across_chunks_keeps_the_requested_order(data_file, monkeypatch):
-    monkeypatch.setattr(ws, "READ_CHUNK", 7)
+    monkeypatch.setattr(processed, "READ_CHUNK", 7)
     rows = np.array([250, 3, 17, 16, 100, 0])
     events = processed.load_rows(data_file, rows, npart=6)
     assert [int(i) for i in np.rint(events.jets[:, 0, 0] - 1000.0)] == list(rows)

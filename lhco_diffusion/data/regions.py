@@ -14,7 +14,6 @@ from __future__ import annotations
 import numpy as np
 
 from lhco_diffusion.config import DataConfig
-from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
 
 SPLITS = ("train", "test", "validation")
@@ -51,27 +50,3 @@ def sideband_splits(n: int, fractions: tuple[float, float, float], seed: int) ->
     edges = np.rint(np.cumsum(fractions) / np.sum(fractions) * n).astype(int)
     parts = np.split(np.random.default_rng(seed).permutation(n), edges[:-1])
     return {name: np.sort(part) for name, part in zip(SPLITS, parts)}
-
-
-def signal_region_events(events: Events, data_config: DataConfig) -> Events:
-    """The events in the signal region; ``InputError`` if there are none."""
-    low, high = data_config.signal_region
-    return _non_empty(events.select(signal_region_mask(events.mjj, data_config)),
-                      f"no event falls in the signal region ({low:g}-{high:g} GeV)")
-
-
-def sideband_background(events: Events, data_config: DataConfig) -> Events:
-    """Background (label 0) events in the sideband, the generative models' training data.
-
-    Raises ``InputError`` if the sideband holds no background event.
-    """
-    low, high = data_config.sideband
-    selected = sideband_mask(events.mjj, data_config) & (events.label == 0)
-    message = f"no background event falls in the sideband ({low:g}-{high:g} GeV outside the signal region)"
-    return _non_empty(events.select(selected), message)
-
-
-def _non_empty(events: Events, message: str) -> Events:
-    if len(events) == 0:
-        raise InputError(message)
-    return events
