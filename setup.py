@@ -16,7 +16,6 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=find_packages(include=["lhco_diffusion", "lhco_diffusion.*"]),
-    package_data={"lhco_diffusion": ["configs/*.yaml"]},
     install_requires=[
         "numpy==1.26.4",
         "scipy==1.13.1",

@@ -30,6 +30,7 @@ from lhco_diffusion.config import ClassifierConfig
 from lhco_diffusion.data.dataset import diffusion_dataset
 from lhco_diffusion.data.transforms import ModelInputs
 from lhco_diffusion.models.callbacks import EarlyStopping
+from lhco_diffusion.models.objective import ObjectiveModel
 from lhco_diffusion.models.layers import TransformerBlock, leaky_relu
 
 class TokenEncoder(tf.keras.layers.Layer):
@@ -59,7 +60,7 @@ class TokenEncoder(tf.keras.layers.Layer):
         return self.output_norm(encoded)
 
 
-class Classifier(tf.keras.Model):
+class Classifier(ObjectiveModel):
     """Probability that a dijet event belongs to class 1 (data, signal, reference, ...).
 
     ``model((jets, particles, mask))`` -> (B,) probabilities; ``model.logits(...)`` -> (B,) logits.
@@ -70,7 +71,7 @@ class Classifier(tf.keras.Model):
 
     def __init__(self, config: ClassifierConfig,
                  wrap_tape: Callable[[tf.GradientTape], tf.GradientTape] = lambda tape: tape, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(wrap_tape, **kwargs)
         width, dropout = config.projection_dim, config.dropout
         encoder = dict(projection_dim=width, num_layers=config.num_layers, num_heads=config.num_heads,
                        dropout=dropout)
@@ -82,9 +83,7 @@ class Classifier(tf.keras.Model):
             tf.keras.layers.Dense(width), tf.keras.layers.Dropout(dropout), leaky_relu(),
             tf.keras.layers.Dense(1),
         ])
-        self.wrap_tape = wrap_tape
         self.cross_entropy = tf.keras.losses.BinaryCrossentropy(from_logits=True)
-        self.loss_tracker = tf.keras.metrics.Mean(name="loss")
 
     def logits(self, jets: tf.Tensor, particles: tf.Tensor, mask: tf.Tensor, training=False) -> tf.Tensor:
         """(B,) logits of class 1 for jets (B, 2, 5), particles (B, 2, P, 3), mask (B, 2, P)."""
@@ -105,23 +104,10 @@ class Classifier(tf.keras.Model):
         """inputs = (jets, particles, mask) -> (B,) probabilities of class 1."""
         return tf.sigmoid(self.logits(*inputs, training=training))
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
-
-    def train_step(self, batch):
+    def objective(self, batch, training: bool) -> tf.Tensor:
+        """Binary cross entropy of ``batch = ((jets, particles, mask), label)``."""
         inputs, label = batch
-        with tf.GradientTape() as tape:
-            loss = self.cross_entropy(label, self.logits(*inputs, training=True))
-        gradients = self.wrap_tape(tape).gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, batch):
-        inputs, label = batch
-        self.loss_tracker.update_state(self.cross_entropy(label, self.logits(*inputs)))
-        return {"loss": self.loss_tracker.result()}
+        return self.cross_entropy(label, self.logits(*inputs, training=training))
 
 
 def build(config: ClassifierConfig, npart: int = 1,

@@ -12,11 +12,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from lhco_diffusion.errors import InputError
+from lhco_diffusion.models.objective import ObjectiveModel
 
 MAX_LOG_SCALE = 3.0  # soft clamp of the affine log-scales
 
 
-class ConditionalFlow(tf.keras.Model):
+class ConditionalFlow(ObjectiveModel):
     """p(x | c): a stack of conditional MAF blocks on a standard normal, x (B, 4), c (B, 1).
 
     ``log_prob(x, c)`` -> (B,); ``sample(c, noise)`` maps base noise (B, 4) to x. The loss of
@@ -38,7 +39,6 @@ class ConditionalFlow(tf.keras.Model):
         self.bijector = bijectors.Chain(chain[::-1])
         base = tfp.distributions.MultivariateNormalDiag(tf.zeros(n_features))
         self.distribution = tfp.distributions.TransformedDistribution(base, self.bijector)
-        self.loss_tracker = tf.keras.metrics.Mean(name="loss")
 
     def _conditioned(self, condition: tf.Tensor) -> dict:
         return {f"maf_{index}": {"conditional_input": condition} for index in range(len(self.made_blocks))}
@@ -55,23 +55,10 @@ class ConditionalFlow(tf.keras.Model):
         """inputs = (features, condition) -> (B,) log densities."""
         return self.log_prob(*inputs)
 
-    @property
-    def metrics(self):
-        return [self.loss_tracker]
-
-    def train_step(self, batch):
+    def objective(self, batch, training: bool) -> tf.Tensor:
+        """Mean negative log-likelihood of ``batch = (features, condition)``."""
         features, condition = batch
-        with tf.GradientTape() as tape:
-            loss = -tf.reduce_mean(self.log_prob(features, condition))
-        gradients = tape.gradient(loss, self.trainable_variables)
-        self.optimizer.apply_gradients(zip(gradients, self.trainable_variables))
-        self.loss_tracker.update_state(loss)
-        return {"loss": self.loss_tracker.result()}
-
-    def test_step(self, batch):
-        features, condition = batch
-        self.loss_tracker.update_state(-tf.reduce_mean(self.log_prob(features, condition)))
-        return {"loss": self.loss_tracker.result()}
+        return -tf.reduce_mean(self.log_prob(features, condition))
 
 
 class GatedMade(tf.keras.layers.Layer):

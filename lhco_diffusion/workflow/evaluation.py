@@ -90,28 +90,3 @@ def markdown(summary: dict) -> str:
 def _write(path: Path, text: str) -> None:
     with atomic_output(path) as temporary:
         temporary.write_text(text)
-
-
-def _finite(value: float) -> float | None:
-    return value if np.isfinite(value) else None
-
-
-def markdown(summary: dict) -> str:
-    low, high = (f"{q:.0%}" for q in summary["band_quantiles"])
-    lines = [f"| mode | region | nsig | seeds | AUC median [{low}, {high}] | max SIC median [{low}, {high}] "
-             "|",
-             "|---|---|---:|---:|---|---|"]
-    for name, mode in summary["modes"].items():
-        for injection in mode["injections"]:
-            auc, sic = injection["auc"], injection["max_sic"]
-            lines.append(f"| {name} | {mode['region']} | {injection['nsig']} | {len(injection['seeds'])} | "
-                         f"{auc['median']:.3f} [{auc['low']:.3f}, {auc['high']:.3f}] | "
-                         f"{sic['median']:.2f} [{sic['low']:.2f}, {sic['high']:.2f}] |")
-    lines.append(f"\nSIC uses only cuts keeping at least {summary['min_background_events']} test-background "
-                 "events.")
-    return "\n".join(lines) + "\n"
-
-
-def _write(path: Path, text: str) -> None:
-    with atomic_output(path) as temporary:
-        temporary.write_text(text)

@@ -90,15 +90,6 @@ def _per_jet_velocity(particles_t, t, particle_velocity, jets, condition, mask):
     return tf.reshape(velocity, tf.shape(particles_t))
 
 
-def _per_jet_velocity(particles_t, t, particle_velocity, jets, condition, mask):
-    """``particle_velocity`` with one jet per batch row, so the ODE keeps one log-det per jet:
-    particles_t (2B, P, 3) and t (2B, 1) of the jets of B events -> v (2B, P, 3); jets (B, 2, 5),
-    condition (B, 1) and mask (B, 2, P) are the events' (the model's own conditioning layout)."""
-    events_t = tf.reshape(particles_t, tf.concat([[-1, 2], tf.shape(particles_t)[1:]], axis=0))
-    velocity = particle_velocity(events_t, t[::2], jets, condition, mask)
-    return tf.reshape(velocity, tf.shape(particles_t))
-
-
 def write_likelihoods(output: str | os.PathLike, checkpoint: Checkpoint, config: Config,
                       input_path: str | os.PathLike, exact: bool, batch_size: int, limit: int | None = None,
                       seed: int = 0, progress: bool = True, attrs: dict | None = None) -> int:
