@@ -2,7 +2,7 @@
 
 Tolerance of the invariance tests: relative 2e-3 of |log p| (~0.3 nat for the ~150-nat
 particle clouds here, 0.02 nat per particle in the score). The networks are permutation-
-equivariant and blind to padding to float precision (tests/test_models.py, 1e-5 on v), but
+equivariant and blind to padding to float precision (tests/models/test_diffusion.py, 1e-5 on v), but
 RK45's adaptive step sequence reacts to float rounding: two solves of the same density agree to
 the ODE's global error at the default atol 5e-5 / rtol 1e-4, measured at 1e-4 to 5e-4 relative
 with the tiny trained models (a 1e-4 tolerance would test the step-size controller, not the

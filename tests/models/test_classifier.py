@@ -80,7 +80,7 @@ def test_real_particles_and_jets_do_matter(model):
 
 def test_paper_configuration_has_about_438k_weights():
     """Table I: 438k (that count includes the sideband classifier's 4k-weight mjj embedding)."""
-    paper = config_module.load(Path(__file__).resolve().parents[1] / "configs" / "lhco_279.yaml").classifier
+    paper = config_module.load(Path(__file__).resolve().parents[2] / "configs" / "lhco_279.yaml").classifier
     n_weights = classifier.build(paper).count_params()
     assert abs(n_weights - 438_000) / 438_000 < 0.015
 

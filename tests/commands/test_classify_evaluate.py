@@ -16,7 +16,7 @@ from lhco_diffusion.data import selection
 from lhco_diffusion.workflow import scores as score_files, tasks
 from lhco_diffusion.data import processed, sources
 
-CONFIG = Path(__file__).resolve().parents[1] / "configs" / "test.yaml"
+CONFIG = Path(__file__).resolve().parents[2] / "configs" / "test.yaml"
 # Enough synthetic events for ~4000 SR background and ~2000 SR signal events after the cuts.
 OVERRIDES = [
     "data.synthetic_events=30000",
