@@ -1,10 +1,14 @@
-"""Writing outputs so that a crash or Ctrl-C never leaves a half-written file behind."""
+"""Writing outputs so that a crash or Ctrl-C never leaves a half-written file behind, and the
+small JSON records (statistics, states, summaries) that go beside them."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 from pathlib import Path
+
+from lhco_diffusion.errors import InputError
 
 
 @contextlib.contextmanager
@@ -32,3 +36,20 @@ def _remove(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
     elif path.exists():
         path.unlink()
+
+
+def write_json(path: str | os.PathLike, values) -> None:
+    """Write ``values`` (plain lists, dicts, numbers, strings) as indented JSON, atomically."""
+    with atomic_output(path) as temporary:
+        Path(temporary).write_text(json.dumps(values, indent=2) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str):
+    """The JSON content of ``path``; ``InputError`` naming ``what`` if it is missing or not JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path} is not a {what} JSON file") from None

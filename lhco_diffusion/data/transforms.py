@@ -22,9 +22,7 @@ logarithms (single-particle jets have pT_rel = 1 and m = 0); the inverse is exac
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -33,7 +31,7 @@ from lhco_diffusion.data.kinematics import wrap_phi
 from lhco_diffusion.data.layout import N_INDEX
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
-from lhco_diffusion.files import atomic_output
+from lhco_diffusion.files import read_json, write_json
 
 MIN_MASS_FRACTION = 1.0e-4  # m/mjj floor before the logarithm
 MIN_STD = 1.0e-6  # a feature that never varies is left unscaled
@@ -57,19 +55,15 @@ class Stats:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the statistics as JSON (atomically)."""
-        values = {key: np.asarray(value).tolist() for key, value in dataclasses.asdict(self).items()}
-        with atomic_output(path) as temporary:
-            Path(temporary).write_text(json.dumps(values, indent=2) + "\n")
+        write_json(path, {key: np.asarray(value).tolist() for key, value in dataclasses.asdict(self).items()})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Stats":
         """Read statistics written by ``save``."""
-        path = Path(path)
-        if not path.is_file():
-            raise InputError(f"transform statistics {path} do not exist; train the model first")
+        values = read_json(path, "transform statistics")
         try:
-            return cls(**json.loads(path.read_text()))
-        except (json.JSONDecodeError, TypeError):
+            return cls(**values)
+        except TypeError:
             raise InputError(f"{path} is not a transform-statistics JSON file") from None
 
 

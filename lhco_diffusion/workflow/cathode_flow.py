@@ -42,7 +42,7 @@ import tensorflow as tf
 from lhco_diffusion.config import Config, FlowConfig, expand
 from lhco_diffusion.data import processed, substructure
 from lhco_diffusion.errors import InputError, TrainingDiverged
-from lhco_diffusion.files import atomic_output
+from lhco_diffusion.files import atomic_output, read_json, write_json
 from lhco_diffusion.data import selection
 from lhco_diffusion.models.callbacks import EarlyStopping
 from lhco_diffusion.models.maf import ConditionalFlow
@@ -104,13 +104,11 @@ class Preprocessing:
         return (2.0 * (np.asarray(mjj, np.float64) - low) / (high - low) - 1.0).reshape(-1, 1).astype(np.float32)
 
     def save(self, path: str | os.PathLike) -> None:
-        values = {field.name: getattr(self, field.name).tolist() for field in dataclasses.fields(self)}
-        with atomic_output(path) as temporary:
-            Path(temporary).write_text(json.dumps(values, indent=2) + "\n")
+        write_json(path, {field.name: getattr(self, field.name).tolist() for field in dataclasses.fields(self)})
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Preprocessing":
-        return cls(**json.loads(Path(path).read_text()))
+        return cls(**read_json(path, "CATHODE preprocessing"))
 
 
 @dataclasses.dataclass
@@ -218,7 +216,7 @@ def save(trained: TrainedFlow, target: str | os.PathLike, config: Config) -> Non
         trained.model.save_weights(str(temporary / "weights"))
         trained.preprocessing.save(temporary / "preprocessing.json")
         record = {**trained.record, "config": config.to_dict()}
-        (temporary / "record.json").write_text(json.dumps(record, indent=2) + "\n")
+        write_json(temporary / "record.json", record)
 
 
 def load(source: str | os.PathLike, config: Config) -> TrainedFlow:
@@ -228,7 +226,7 @@ def load(source: str | os.PathLike, config: Config) -> TrainedFlow:
         raise InputError(f"{source} holds no saved flow")
     model = build(config)
     model.load_weights(str(source / "weights")).expect_partial()
-    record = json.loads((source / "record.json").read_text())
+    record = read_json(source / "record.json", "flow training record")
     record.pop("config", None)
     return TrainedFlow(model, Preprocessing.load(source / "preprocessing.json"), record, source)
 

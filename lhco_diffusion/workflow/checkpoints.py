@@ -17,7 +17,6 @@ naming the key, while sampling-side settings (solver, steps, number of events) s
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from lhco_diffusion import config as config_module
 from lhco_diffusion.config import Config
 from lhco_diffusion.data.transforms import Stats
 from lhco_diffusion.errors import InputError
-from lhco_diffusion.files import atomic_output
+from lhco_diffusion.files import atomic_output, read_json, write_json
 from lhco_diffusion.models.diffusion import DiffusionModel
 
 WEIGHTS = "weights"
@@ -57,7 +56,7 @@ def save(directory: str | os.PathLike, model: DiffusionModel, optimizer: tf.kera
         tf.train.Checkpoint(model=model, optimizer=optimizer).write(str(temporary / WEIGHTS))
         stats.save(temporary / "transforms.json")
         (temporary / "config.yaml").write_text(config.to_yaml())
-        (temporary / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        write_json(temporary / "state.json", state)
 
 
 def load(directory: str | os.PathLike) -> Checkpoint:
@@ -107,7 +106,7 @@ def run_config(checkpoint: Checkpoint, command_config: Config) -> Config:
 
 def read_state(directory: str | os.PathLike) -> dict:
     """The progress record of a checkpoint (epochs completed, best loss, wait)."""
-    return json.loads((_checked(directory) / "state.json").read_text())
+    return read_json(_checked(directory) / "state.json", "checkpoint state")
 
 
 def _checked(directory: str | os.PathLike) -> Path:

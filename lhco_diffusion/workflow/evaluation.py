@@ -8,7 +8,6 @@ dashed beside the full ones. No TensorFlow: only score files and processed files
 """
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from tqdm import tqdm
 
 from lhco_diffusion.config import Config
 from lhco_diffusion.errors import InputError
-from lhco_diffusion.files import atomic_output
+from lhco_diffusion.files import atomic_output, write_json
 from lhco_diffusion.workflow import metrics, plotting, scores
 from lhco_diffusion.workflow.tasks import HIGH_LEVEL_MODES
 
@@ -62,7 +61,7 @@ def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.Pat
         summary["features"] = {"generated": str(generated), "reference": str(reference),
                                "wasserstein": {name: _finite(plotting.wasserstein(histogram))
                                                for name, histogram in histograms.items()}}
-    _write(output / "summary.json", json.dumps(summary, indent=2) + "\n")
+    write_json(output / "summary.json", summary)
     _write(output / "summary.md", markdown(summary))
     return summary
 

@@ -149,8 +149,3 @@ def _held_out(events: Events, n_test: int, rng: np.random.Generator) -> tuple[Ev
 def _labelled(events: Events, label: int) -> Events:
     """``events`` with every truth label set to ``label`` (generated 0, reference 1)."""
     return dataclasses.replace(events, label=np.full(len(events), label, np.int8))
-
-
-def _labelled(events: Events, label: int) -> Events:
-    """``events`` with every truth label set to ``label`` (generated 0, reference 1)."""
-    return dataclasses.replace(events, label=np.full(len(events), label, np.int8))

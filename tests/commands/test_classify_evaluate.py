@@ -12,7 +12,6 @@ import pytest
 from lhco_diffusion.commands import classify, evaluate
 from lhco_diffusion.workflow import metrics, plotting
 from lhco_diffusion import config as config_module
-from lhco_diffusion.data import selection
 from lhco_diffusion.workflow import scores as score_files, tasks
 from lhco_diffusion.data import processed, sources
 
