@@ -449,3 +449,99 @@ def test_documented_command_dry_runs(document, preamble, command, jobs_env, tmp_
     else:  # a jobs/ script run directly
         script = next(word for word in words if word.startswith("jobs/"))
         _assert_dry_run(result.stdout, "horovodrun" if script.startswith("jobs/local/") else "srun", _step(script))
+
+
+# ---------------------------------------------------------------------------------------------
+# make install-gpu: its commands (make's dry run) and the check of `horovodrun --check-build`.
+
+def _listing(controllers: str, operations: str, frameworks: str = "X  ") -> str:
+    """A ``horovodrun --check-build`` listing as Horovod 0.28.1 prints it; each argument ticks
+    ('X') or not (' ') the entries of its section in Horovod's order."""
+    names = {"Available Frameworks": ("TensorFlow", "PyTorch", "MXNet"),
+             "Available Controllers": ("MPI", "Gloo"),
+             "Available Tensor Operations": ("NCCL", "DDL", "CCL", "MPI", "Gloo")}
+    lines = ["Horovod v0.28.1:", ""]
+    for (section, entries), ticks in zip(names.items(), (frameworks, controllers, operations)):
+        lines += [f"{section}:", *(f"    [{tick}] {entry}" for tick, entry in zip(ticks, entries)), ""]
+    return "\n".join(lines)
+
+
+TF_LOG = ("2026-11-29 23:25:37.240111: I tensorflow/core/util/port.cc:113] oneDNN custom operations are on.\n"
+          "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n")
+CHECK_BUILD_SAMPLES = {
+    # this machine's `make install` venv (captured): Gloo only; PyTorch is ticked there too
+    "cpu-gloo": (TF_LOG + _listing(" X", "    X", "XX "), ["MPI (controllers)", "NCCL (tensor operations)"]),
+    # Perlmutter after `make install-gpu` (as NERSC users report it): what the jobs need
+    "gpu-mpi-nccl": (TF_LOG + _listing("XX", "X  XX"), []),
+    # HOROVOD_WITH_MPI=1 but HOROVOD_GPU_OPERATIONS unset at build time
+    "mpi-no-nccl": (_listing("XX", "   XX"), ["NCCL (tensor operations)"]),
+    # HOROVOD_GPU_OPERATIONS=NCCL but HOROVOD_WITHOUT_MPI=1 kept (the old Makefile's GPU build)
+    "nccl-no-mpi": (_listing(" X", "X   X"), ["MPI (controllers)"]),
+    # MPI ticked as a tensor operation only: the controller is what srun needs
+    "mpi-operation-only": (_listing(" X", "X  XX"), ["MPI (controllers)"]),
+    # built without TensorFlow (installed before it)
+    "no-tensorflow": (_listing("XX", "X  XX", " X "), ["TensorFlow (frameworks)"]),
+    "empty": ("", ["TensorFlow (frameworks)", "MPI (controllers)", "NCCL (tensor operations)"]),
+}
+CHECKER = ROOT / "jobs" / "check_horovod_build.py"
+
+
+@pytest.mark.parametrize("sample", CHECK_BUILD_SAMPLES)
+def test_check_build_gate(sample, tmp_path):
+    listing, absent = CHECK_BUILD_SAMPLES[sample]
+    (tmp_path / "check-build.txt").write_text(listing)
+    result = subprocess.run([sys.executable, str(CHECKER), str(tmp_path / "check-build.txt")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == (1 if absent else 0), result.stdout + result.stderr
+    if absent:
+        assert f"error: Horovod lacks {', '.join(absent)}; " in result.stderr
+        assert "make install-gpu" in result.stderr
+    else:
+        assert "TensorFlow, MPI and NCCL ticked" in result.stdout
+
+
+def make_dry_run(target: str, tmp_path: Path, **env: str) -> list[str]:
+    """The recipe lines `make -n TARGET` prints for a venv under tmp_path."""
+    environment = {key: value for key, value in os.environ.items() if key not in ("CRAYPE_VERSION", "MAKEFLAGS")}
+    result = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env={**environment, **env})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.replace("\\\n", " ").splitlines()
+
+
+def _index(lines: list[str], *fragments: str) -> int:
+    [index] = [i for i, line in enumerate(lines) if all(fragment in line for fragment in fragments)]
+    return index
+
+
+@pytest.mark.parametrize("cray", [False, True])
+def test_install_gpu_rebuilds_horovod_with_mpi_and_nccl_and_checks_it(cray, tmp_path):
+    lines = make_dry_run("install-gpu", tmp_path, **({"CRAYPE_VERSION": "2.7.30"} if cray else {}))
+    uninstall = _index(lines, "pip uninstall --yes horovod tensorflow-cpu")
+    tensorflow = _index(lines, 'pip install "tensorflow[and-cuda]==2.15.1"')
+    build = _index(lines, 'pip install --no-build-isolation --no-cache-dir "horovod==0.28.1"')
+    check = _index(lines, "jobs/check_horovod_build.py")
+    stamp = _index(lines, "touch", ".installed")
+    assert uninstall < tensorflow < build < check < stamp
+    words = shlex.split(lines[build])
+    assert words[:3] == ["env", "-u", "HOROVOD_WITHOUT_MPI"]
+    assert {"HOROVOD_WITH_MPI=1", "HOROVOD_GPU_OPERATIONS=NCCL"} <= set(words)
+    assert ({"CC=cc", "CXX=CC"} <= set(words)) == cray
+
+
+def test_cpu_install_is_unchanged_and_a_gpu_venv_stays_gpu(tmp_path):
+    lines = make_dry_run("install", tmp_path)
+    assert any('pip install "tensorflow-cpu==2.15.1"' in line for line in lines)
+    assert not any("uninstall" in line or "HOROVOD_WITH_MPI" in line for line in lines)
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / ".gpu").touch()  # left by make install-gpu
+    assert any('pip install "tensorflow[and-cuda]==2.15.1"' in line for line in make_dry_run("install", tmp_path))
+
+
+@pytest.mark.slow
+def test_the_cpu_venv_fails_the_gpu_gate():
+    """The checker runs the venv's real `horovodrun --check-build`: this Gloo-only build lacks MPI and NCCL."""
+    result = subprocess.run([sys.executable, str(CHECKER)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: Horovod lacks MPI (controllers), NCCL (tensor operations)" in result.stderr
