@@ -112,7 +112,7 @@ def test_cluster_configs_write_under_scratch(name, pscratch, scratch, root, monk
             monkeypatch.setenv(variable, value)
     config = config_module.load(CONFIGS / f"{name}.yaml")
     assert config_module.expand(config.paths.cache_dir) == Path(root, "lhco_diffusion")
-    assert config_module.expand(config.paths.run_dir) == Path(root, "lhco_diffusion", "runs", name)
+    assert config_module.expand(config.paths.run_dir) == Path(root, "runs", name)
     # the user's override wins
     moved = config_module.load(CONFIGS / f"{name}.yaml", ["paths.run_dir=/cfs/m0000/run"])
     assert config_module.expand(moved.paths.run_dir) == Path("/cfs/m0000/run")
@@ -124,4 +124,4 @@ def test_cluster_configs_without_scratch_stay_off_a_literal_dollar(name, monkeyp
     monkeypatch.delenv("SCRATCH", raising=False)
     config = config_module.load(CONFIGS / f"{name}.yaml")
     assert config_module.expand(config.paths.cache_dir) == Path.home() / ".cache" / "lhco_diffusion"
-    assert config_module.expand(config.paths.run_dir) == Path("lhco_diffusion", "runs", name)
+    assert config_module.expand(config.paths.run_dir) == Path("runs", name)

@@ -445,7 +445,7 @@ def test_documented_command_dry_runs(document, preamble, command, jobs_env, tmp_
                 first, last = map(int, record["array"].split("-"))
                 assert len(python_commands(record["stdout"])) == last - first + 1, record["stdout"]
             if "configs/lhco_279.yaml" in record["stdout"]:  # the cluster config writes to scratch
-                assert f"tee -a {pscratch}/lhco_diffusion/runs/lhco_279/logs/" in record["stdout"]
+                assert f"tee -a {pscratch}/runs/lhco_279/logs/" in record["stdout"]
     else:  # a jobs/ script run directly
         script = next(word for word in words if word.startswith("jobs/"))
         _assert_dry_run(result.stdout, "horovodrun" if script.startswith("jobs/local/") else "srun", _step(script))
