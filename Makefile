@@ -1,19 +1,26 @@
 # Every target builds its own environment first: a fresh clone needs only `make test` or `make train`.
 #
-#   make install                      CPU TensorFlow (default), Horovod with Gloo, the package, test tools
-#   make install TF_PACKAGE='tensorflow[and-cuda]==2.15.1'   GPU build (clusters; see README)
+#   make install        CPU TensorFlow (default), Horovod with Gloo, the package, test tools
+#   make install-gpu    GPU cluster build (Perlmutter): CUDA TensorFlow, Horovod rebuilt with MPI and
+#                       NCCL, refused unless `horovodrun --check-build` ticks TensorFlow, MPI and NCCL
+#   make -n install-gpu prints what it would run (a dry run)
 #
 # Horovod is built from source against the TensorFlow already in the venv, hence --no-build-isolation.
 
-PYTHON      ?= python3.11
-VENV        ?= .venv
-TF_PACKAGE  ?= tensorflow-cpu==2.15.1
-HOROVOD     ?= horovod==0.28.1
-EXTRAS      ?= test,pythia
-PYTEST_ARGS ?=
+PYTHON         ?= python3.11
+VENV           ?= .venv
+GPU_TF_PACKAGE ?= tensorflow[and-cuda]==2.15.1
+HOROVOD        ?= horovod==0.28.1
+EXTRAS         ?= test,pythia
+PYTEST_ARGS    ?=
 
-BIN   := $(VENV)/bin
-STAMP := $(VENV)/.installed
+BIN       := $(VENV)/bin
+STAMP     := $(VENV)/.installed
+GPU_STAMP := $(VENV)/.gpu
+# A venv made by install-gpu stays a GPU venv when `make install` runs again (after a pull).
+TF_PACKAGE ?= $(if $(wildcard $(GPU_STAMP)),$(GPU_TF_PACKAGE),tensorflow-cpu==2.15.1)
+# Cray's compiler wrappers, which bring cray-mpich, when a PrgEnv is loaded (HPE Cray EX).
+CRAY_COMPILERS := $(if $(CRAYPE_VERSION),CC=cc CXX=CC)
 
 export HOROVOD_WITH_TENSORFLOW = 1
 export HOROVOD_WITH_GLOO = 1
@@ -24,7 +31,7 @@ export HOROVOD_WITHOUT_MPI ?= 1
 export CMAKE_POLICY_VERSION_MINIMUM = 3.5
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test test-fast train demo benchmarks clean
+.PHONY: install install-gpu test test-fast train demo benchmarks clean
 
 install: $(STAMP)
 
@@ -37,6 +44,20 @@ $(STAMP): setup.py Makefile
 	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
 	$(BIN)/python -c "import horovod, horovod.tensorflow, tensorflow as tf; print('TensorFlow', tf.__version__, '| Horovod', horovod.__version__)"
 	touch $(STAMP)
+
+# Horovod (and a CPU TensorFlow) is uninstalled and Horovod rebuilt bypassing pip's wheel cache,
+# so no CPU (Gloo-only) build survives: under srun such a build leaves every task alone (rank 0 of 1). Load the compiler,
+# MPI, CUDA and NCCL modules first (README: On a GPU cluster).
+install-gpu:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade "pip>=23.2" "setuptools<70" wheel
+	$(BIN)/python -m pip uninstall --yes horovod tensorflow-cpu
+	$(BIN)/python -m pip install "$(GPU_TF_PACKAGE)" "numpy<2"
+	env -u HOROVOD_WITHOUT_MPI HOROVOD_WITH_MPI=1 HOROVOD_GPU_OPERATIONS=NCCL HOROVOD_NCCL_LINK=SHARED \
+		$(CRAY_COMPILERS) $(BIN)/python -m pip install --no-build-isolation --no-cache-dir "$(HOROVOD)"
+	$(BIN)/python -m pip install -e ".[$(EXTRAS)]"
+	$(BIN)/python jobs/check_horovod_build.py
+	touch $(GPU_STAMP) $(STAMP)
 
 test: install
 	$(BIN)/python -m pytest tests $(PYTEST_ARGS)

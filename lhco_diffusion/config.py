@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -336,6 +337,18 @@ def _plain(value):
     return value
 
 
+_FALLBACK = re.compile(r"\$\{(\w+):-([^${}]*)\}")  # ${NAME:-fallback}, innermost first
+
+
 def expand(path: str) -> Path:
-    """A configured path with ``~`` and environment variables expanded."""
-    return Path(os.path.expandvars(os.path.expanduser(path)))
+    """A configured path with environment variables, then a leading ``~``, expanded.
+
+    ``$NAME`` and ``${NAME}`` are replaced when NAME is set (else left as written);
+    ``${NAME:-fallback}`` is NAME's value when it is set and not empty, else ``fallback``, which
+    may itself hold variables, another ``${...:-...}`` or a leading ``~``. So
+    ``${PSCRATCH:-${SCRATCH:-~/.cache}}/lhco`` is ``$PSCRATCH/lhco`` on Perlmutter.
+    """
+    while (fallback := _FALLBACK.search(path)) is not None:
+        name, default = fallback.groups()
+        path = path[:fallback.start()] + (os.environ.get(name) or default) + path[fallback.end():]
+    return Path(os.path.expanduser(os.path.expandvars(path)))

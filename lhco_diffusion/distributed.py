@@ -8,21 +8,32 @@ This is the only module that imports horovod. Everything else asks it for a ``Co
     callbacks = [distributed.broadcast_callback(), distributed.average_metrics_callback()]
     everything = distributed.allgather(local_scores)
 
-Without horovod installed, without a multi-process launcher, or with ``LHCO_NO_HOROVOD=1``,
-every call is the single-process identity (rank 0 of 1), so a laptop needs nothing extra.
+Without a multi-process launcher every call is the single-process identity (rank 0 of 1), so a
+laptop needs no horovod. Under a launcher that started several processes, ``init`` refuses to
+go on unless Horovod joins them all (a Horovod without MPI, started by ``srun``, leaves each
+process alone: rank 0 of 1, each training its own copy), and ``require_agreement`` refuses
+workers started with different configurations.
 On GPU machines each process sees only the GPU of its local rank.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 
 import numpy as np
 import tensorflow as tf
 
-DISABLE_VARIABLE = "LHCO_NO_HOROVOD"
-# Set by horovodrun (Gloo), Open MPI / MPICH launchers and Slurm's srun respectively.
-_LAUNCHER_SIZE_VARIABLES = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_NTASKS")
+from lhco_diffusion.errors import InputError
+
+DISABLE_VARIABLE = "LHCO_NO_HOROVOD"  # once a way to skip Horovod under a launcher: now refused there
+# Processes started, as told by horovodrun (Gloo), Open MPI's and MPICH's launchers.
+_LAUNCHER_SIZE_VARIABLES = ("HOROVOD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE")
+# Slurm tells the tasks of an srun step apart from the allocation: SLURM_NTASKS alone is also set
+# in a batch script or an salloc shell that runs one plain `python`, so it counts only in a step.
+_SLURM_STEP_TASKS, _SLURM_STEP_ID, _SLURM_TASKS = "SLURM_STEP_NUM_TASKS", "SLURM_STEP_ID", "SLURM_NTASKS"
+REBUILD_HINT = ("rebuild Horovod with MPI and NCCL (`make install-gpu`, which checks "
+                "`horovodrun --check-build`) or start the workers with horovodrun")
 
 _horovod = None  # the initialised horovod.tensorflow module, or None in a single process
 
@@ -50,33 +61,71 @@ class Context:
 NullContext = Context  # the single-process context: rank 0 of 1
 
 
-def launched_in_parallel() -> bool:
-    """True when a launcher started more than one process of this program."""
-    for variable in _LAUNCHER_SIZE_VARIABLES:
+def launcher_tasks() -> tuple[int, str]:
+    """How many processes of this program the launcher started, and the variable that says so.
+
+    ``(1, "")`` without a launcher. Slurm's count is ``SLURM_STEP_NUM_TASKS`` of the srun step
+    (``SLURM_NTASKS`` only inside a step that lacks it).
+    """
+    variables = list(_LAUNCHER_SIZE_VARIABLES)
+    if _SLURM_STEP_TASKS in os.environ:
+        variables.append(_SLURM_STEP_TASKS)
+    elif _SLURM_STEP_ID in os.environ:
+        variables.append(_SLURM_TASKS)
+    tasks, source = 1, ""
+    for variable in variables:
         try:
-            if int(os.environ.get(variable, "1")) > 1:
-                return True
+            count = int(os.environ.get(variable, ""))
         except ValueError:
             continue
-    return False
+        if count > tasks:
+            tasks, source = count, variable
+    return tasks, source
 
 
 def init() -> Context:
-    """Initialise Horovod when launched in parallel (else nothing) and pin this process's GPU."""
+    """Initialise Horovod when launched in parallel (else nothing) and pin this process's GPU.
+
+    Raises ``InputError`` when the launcher started N > 1 processes and Horovod is disabled,
+    missing, or joins fewer than N of them: each would train alone and all would write one run.
+    """
     global _horovod
-    if _horovod is None and launched_in_parallel() and os.environ.get(DISABLE_VARIABLE, "0") != "1":
+    tasks, variable = launcher_tasks()
+    if _horovod is None and tasks > 1:
+        started = f"{variable}={tasks}: the launcher started {tasks} processes"
+        if os.environ.get(DISABLE_VARIABLE, "0") == "1":
+            raise InputError(f"{started} but {DISABLE_VARIABLE}=1 would make each train alone; unset it, "
+                             "or start one process")
         try:
             import horovod.tensorflow as hvd
-        except ImportError as error:
-            raise RuntimeError(
-                "several processes were launched but horovod is not installed; run `make install` "
-                "or set LHCO_NO_HOROVOD=1 to train in one process"
-            ) from error
+        except ImportError:
+            raise InputError(f"{started} but horovod is not installed; {REBUILD_HINT}") from None
         hvd.init()
+        if hvd.size() < tasks:
+            raise InputError(f"{started} but Horovod joined only {hvd.size()} of them, so each would train "
+                             f"its own copy into one run directory (a Horovod without MPI under srun); "
+                             f"{REBUILD_HINT}")
         _horovod = hvd
     context = current()
     _pin_gpu(context.local_rank)
     return context
+
+
+def require_agreement(texts: dict[str, str]) -> None:
+    """Refuse to go on unless every worker holds the same value of each named text.
+
+    ``texts``, e.g. ``{"configuration": yaml_text, "run directory": path}``, are compared by
+    SHA-256 digest across the workers; a difference raises ``InputError`` on every worker.
+    """
+    if _horovod is None:
+        return
+    for name, text in texts.items():
+        digest = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little", signed=True)
+        digests = allgather(np.array([digest], np.int64))
+        differing = np.flatnonzero(digests != digests[0])
+        if differing.size:
+            raise InputError(f"the workers disagree on the {name}: rank {differing[0]} differs from rank 0; "
+                             "start every worker with the same command, --set values and working directory")
 
 
 def current() -> Context:

@@ -1,4 +1,6 @@
 """The configuration loader: every paper value reachable, every typo caught."""
+from pathlib import Path
+
 import pytest
 
 from lhco_diffusion import config as config_module
@@ -78,3 +80,48 @@ def test_yaml_round_trip(tmp_path):
 def test_missing_file():
     with pytest.raises(ConfigError, match="does not exist"):
         config_module.load(CONFIGS / "nope.yaml")
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("${PSCRATCH:-/fallback}/lhco", "/ps/lhco"),
+    ("${EMPTY:-/fallback}/lhco", "/fallback/lhco"),                    # set but empty: the fallback
+    ("${UNSET:-${SCRATCH:-/last}}/lhco", "/s/lhco"),                     # nested
+    ("${UNSET:-${ALSO_UNSET:-~/.cache}}/lhco", "~/.cache/lhco"),         # ~ of the fallback expanded
+    ("$PSCRATCH/runs", "/ps/runs"),
+    ("$UNSET/runs", "$UNSET/runs"),                                      # plain $NAME unset: left as written
+    ("runs/test", "runs/test"),
+])
+def test_expand_environment_variables_with_fallbacks(text, expected, monkeypatch):
+    monkeypatch.setenv("PSCRATCH", "/ps")
+    monkeypatch.setenv("SCRATCH", "/s")
+    monkeypatch.setenv("EMPTY", "")
+    for name in ("UNSET", "ALSO_UNSET"):
+        monkeypatch.delenv(name, raising=False)
+    assert config_module.expand(text) == Path(expected).expanduser()
+
+
+@pytest.mark.parametrize("name", ["lhco_279", "lhco_100"])
+@pytest.mark.parametrize("pscratch, scratch, root", [("/global/ps/u", "/global/s/u", "/global/ps/u"),
+                                                      (None, "/global/s/u", "/global/s/u"),
+                                                      ("", "/global/s/u", "/global/s/u")])
+def test_cluster_configs_write_under_scratch(name, pscratch, scratch, root, monkeypatch):
+    for variable, value in (("PSCRATCH", pscratch), ("SCRATCH", scratch)):
+        if value is None:
+            monkeypatch.delenv(variable, raising=False)
+        else:
+            monkeypatch.setenv(variable, value)
+    config = config_module.load(CONFIGS / f"{name}.yaml")
+    assert config_module.expand(config.paths.cache_dir) == Path(root, "lhco_diffusion")
+    assert config_module.expand(config.paths.run_dir) == Path(root, "runs", name)
+    # the user's override wins
+    moved = config_module.load(CONFIGS / f"{name}.yaml", ["paths.run_dir=/cfs/m0000/run"])
+    assert config_module.expand(moved.paths.run_dir) == Path("/cfs/m0000/run")
+
+
+@pytest.mark.parametrize("name", ["lhco_279", "lhco_100"])
+def test_cluster_configs_without_scratch_stay_off_a_literal_dollar(name, monkeypatch):
+    monkeypatch.delenv("PSCRATCH", raising=False)
+    monkeypatch.delenv("SCRATCH", raising=False)
+    config = config_module.load(CONFIGS / f"{name}.yaml")
+    assert config_module.expand(config.paths.cache_dir) == Path.home() / ".cache" / "lhco_diffusion"
+    assert config_module.expand(config.paths.run_dir) == Path("runs", name)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import importlib.util
 import itertools
+import json
 import os
 import re
 import shlex
@@ -136,7 +137,6 @@ def test_dry_run_prints_the_environment_it_would_load(jobs_env):
     assert result.returncode == 0, result.stderr
     assert "[dry-run] module load python cudatoolkit cudnn nccl" in result.stdout
     assert f"[dry-run] source {ROOT / '.venv' / 'bin' / 'activate'}" in result.stdout
-    assert "HOROVOD_GPU_OPERATIONS=NCCL" in result.stdout
     assert calls(jobs_env) == []
 
 
@@ -302,3 +302,246 @@ def test_usr1_before_the_time_limit_requeues_the_job(jobs_env, tmp_path):
     assert process.returncode == 0, stdout + stderr
     assert "scontrol requeue 42" in calls(jobs_env)
     assert (Path(jobs_env["RUN_DIR_FOR_TEST"]) / "logs" / "train-42.log").is_file()
+
+
+def test_build_variables_are_not_exported_at_run_time(jobs_env):
+    result = run(PERLMUTTER / "train.sbatch", PAPER_CONFIG, env=jobs_env)
+    assert result.returncode == 0, result.stderr
+    assert "HOROVOD_GPU_OPERATIONS" not in result.stdout  # a build setting (make install-gpu)
+    assert "MPICH_GPU_SUPPORT_ENABLED=0" in result.stdout
+
+
+@pytest.mark.parametrize("script", [PERLMUTTER / "train.sbatch", LOCAL], ids=lambda path: path.name)
+def test_rescale_workers_reaches_the_training(script, jobs_env):
+    plain, rescaled = (run(script, *args, PAPER_CONFIG, env=jobs_env, NP="2") for args in ([], ["--rescale-workers"]))
+    assert "--rescale-workers" not in python_commands(plain.stdout)[0][1]
+    assert "--rescale-workers" in python_commands(rescaled.stdout)[0][1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Every sbatch / horovodrun / jobs/... command of README.md and jobs/README.md, dry-run.
+
+DOCUMENTS = (ROOT / "README.md", ROOT / "jobs" / "README.md")
+# Words the documents use for values the reader picks, and what the test picks.
+PLACEHOLDERS = {"CONFIG": PAPER_CONFIG, "NP": "2", "mXXXX": "m0000"}
+_ASSIGNMENTS = r"(?:\w+=\S*\s+)*"  # leading NAME=VALUE environment assignments
+_COMMAND = re.compile(rf"^(?:\w+=\$\()?{_ASSIGNMENTS}(sbatch|horovodrun|jobs/\S+)\s+\S")
+
+# A stand-in sbatch: runs the script in dry-run mode with the given arguments, once per index of
+# an explicit --array list (a range: once, and the dry run lists the whole array), records each
+# run in FAKE_SBATCH_LOG as JSON, prints a job id like sbatch (--parsable: the id alone).
+FAKE_SBATCH = """#!{python}
+import json, os, subprocess, sys
+WITH_VALUE = {{"-A", "--account", "-N", "--nodes", "-t", "--time", "-d", "--dependency", "--array", "-a",
+              "-q", "--qos", "-C", "--constraint", "-n", "--ntasks"}}
+args, options = sys.argv[1:], {{}}
+while args and args[0].startswith("-"):
+    name, equals, value = args.pop(0).partition("=")
+    options[name] = value if equals else (args.pop(0) if name in WITH_VALUE else "")
+script, arguments = args[0], args[1:]
+array = options.get("--array", options.get("-a", "")).split("%")[0]
+indices = array.split(",") if "," in array or array.isdigit() else [None]
+status = 0
+for index in indices:
+    env = dict(os.environ, DRY_RUN="1")
+    if index is not None:
+        env["SLURM_ARRAY_TASK_ID"] = index
+    result = subprocess.run(["bash", script, *arguments], env=env, capture_output=True, text=True)
+    with open(os.environ["FAKE_SBATCH_LOG"], "a") as log:
+        log.write(json.dumps({{"script": script, "options": options, "index": index, "array": array,
+                               "returncode": result.returncode, "stdout": result.stdout,
+                               "stderr": result.stderr}}) + "\\n")
+    status = status or result.returncode
+print("4242" if "--parsable" in options else "Submitted batch job 4242")
+sys.exit(status)
+"""
+
+
+def documented_commands(path: Path) -> list[tuple[str, str]]:
+    """(preamble, command) of every line of ``path`` (a fenced block's line, continuations joined, or
+    an inline code span) that runs sbatch, horovodrun or a jobs/ script. The preamble holds the
+    plain variable assignments above it in its block (``config=configs/lhco_279.yaml``)."""
+    text = path.read_text()
+    commands = []
+    for block in re.findall(r"^```\w*\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL):
+        preamble = []
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.strip()
+            if re.fullmatch(r"\w+=[^\s$(]+", line):
+                preamble.append(line)
+            elif _COMMAND.match(line):
+                commands.append(("\n".join(preamble), line))
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.MULTILINE | re.DOTALL)
+    for span in re.findall(r"`([^`]+)`", prose):
+        span = " ".join(span.split())
+        if _COMMAND.match(span):
+            commands.append(("", span))
+    return [(preamble, re.sub(rf"\b({'|'.join(PLACEHOLDERS)})\b(?!=)", lambda m: PLACEHOLDERS[m.group(1)], command))
+            for preamble, command in commands]
+
+
+DOCUMENTED = [(path.relative_to(ROOT), *command) for path in DOCUMENTS for command in documented_commands(path)]
+
+
+def test_the_documents_hold_the_commands_of_the_issue():
+    commands = [command for _, _, command in DOCUMENTED]
+    assert "sbatch jobs/perlmutter/classify.sbatch configs/lhco_279.yaml" in commands
+    assert any(command.startswith("sbatch jobs/perlmutter/classify.sbatch --generated ") for command in commands)
+    assert any(command.startswith("horovodrun -np 2 -H localhost:2 python -m lhco_diffusion.train")
+               for command in commands)
+    assert "horovodrun --check-build" in commands
+    assert len(DOCUMENTED) >= 20, DOCUMENTED
+
+
+def _step(script: str) -> str:
+    """The entry point a job script runs: <step>.sbatch runs <step>; horovodrun.sh trains."""
+    return "train" if Path(script).name == LOCAL.name else Path(script).name.split(".")[0]
+
+
+def _assert_dry_run(stdout: str, launcher: str, step: str) -> None:
+    """The dry run printed only ``launcher ... python -m lhco_diffusion.<step>`` commands, and some."""
+    lines = [line for line in stdout.splitlines() if " python -m " in line]
+    assert lines, stdout
+    for line in lines:
+        assert line.startswith(f"[dry-run] {launcher} "), line
+    assert {module for module, _ in python_commands(stdout)} == {f"lhco_diffusion.{step}"}, stdout
+
+
+@pytest.mark.parametrize("document, preamble, command", DOCUMENTED, ids=[command for _, _, command in DOCUMENTED])
+def test_documented_command_dry_runs(document, preamble, command, jobs_env, tmp_path):
+    sys.path.insert(0, str(ROOT / "jobs"))
+    try:
+        import check_horovod_build
+    finally:
+        sys.path.pop(0)
+    words = shlex.split(command)
+    if words[0] == "horovodrun" and "python" not in words:
+        assert tuple(words) == check_horovod_build.COMMAND, f"{document}: {command}"
+        return
+    pscratch = tmp_path / "pscratch"
+    env = {key: value for key, value in jobs_env.items() if key != "SCRATCH"}
+    env.update(PSCRATCH=str(pscratch), FAKE_SBATCH_LOG=str(tmp_path / "sbatch.jsonl"), DRY_RUN="1")
+    (tmp_path / "bin" / "sbatch").write_text(FAKE_SBATCH.format(python=sys.executable))
+    if words[0] == "horovodrun":  # what jobs/local/horovodrun.sh runs for the same NP and config
+        np_workers, config = words[words.index("-np") + 1], words[words.index("--config") + 1]
+        result = subprocess.run(["bash", str(LOCAL), "--dry-run", config], cwd=ROOT, env={**env, "NP": np_workers},
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        [printed] = [line for line in result.stdout.splitlines() if " python -m " in line]
+        assert shlex.split(printed.partition(" 2>&1 | tee -a ")[0])[1:] == words, f"{document}: {command}"
+        return
+    result = subprocess.run(["bash", "-c", f"set -e\n{preamble}\n{command}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, f"{document}: {command}\n{result.stdout}{result.stderr}"
+    assert calls(env) == [], "a dry run executed commands"
+    assert not pscratch.exists(), "a dry run wrote to scratch"
+    if words[0] == "sbatch" or "=$(sbatch" in command:
+        records = [json.loads(line) for line in Path(env["FAKE_SBATCH_LOG"]).read_text().splitlines()]
+        assert records, command
+        for record in records:
+            assert record["returncode"] == 0, f"{document}: {command}\n{record['stderr']}"
+            _assert_dry_run(record["stdout"], "srun", _step(record["script"]))
+            if "-" in record["array"]:  # a range: the dry run listed every task of it
+                first, last = map(int, record["array"].split("-"))
+                assert len(python_commands(record["stdout"])) == last - first + 1, record["stdout"]
+            if "configs/lhco_279.yaml" in record["stdout"]:  # the cluster config writes to scratch
+                assert f"tee -a {pscratch}/runs/lhco_279/logs/" in record["stdout"]
+    else:  # a jobs/ script run directly
+        script = next(word for word in words if word.startswith("jobs/"))
+        _assert_dry_run(result.stdout, "horovodrun" if script.startswith("jobs/local/") else "srun", _step(script))
+
+
+# ---------------------------------------------------------------------------------------------
+# make install-gpu: its commands (make's dry run) and the check of `horovodrun --check-build`.
+
+def _listing(controllers: str, operations: str, frameworks: str = "X  ") -> str:
+    """A ``horovodrun --check-build`` listing as Horovod 0.28.1 prints it; each argument ticks
+    ('X') or not (' ') the entries of its section in Horovod's order."""
+    names = {"Available Frameworks": ("TensorFlow", "PyTorch", "MXNet"),
+             "Available Controllers": ("MPI", "Gloo"),
+             "Available Tensor Operations": ("NCCL", "DDL", "CCL", "MPI", "Gloo")}
+    lines = ["Horovod v0.28.1:", ""]
+    for (section, entries), ticks in zip(names.items(), (frameworks, controllers, operations)):
+        lines += [f"{section}:", *(f"    [{tick}] {entry}" for tick, entry in zip(ticks, entries)), ""]
+    return "\n".join(lines)
+
+
+TF_LOG = ("2026-11-29 23:25:37.240111: I tensorflow/core/util/port.cc:113] oneDNN custom operations are on.\n"
+          "To enable the following instructions: AVX2 FMA, in other operations, rebuild TensorFlow.\n")
+CHECK_BUILD_SAMPLES = {
+    # this machine's `make install` venv (captured): Gloo only; PyTorch is ticked there too
+    "cpu-gloo": (TF_LOG + _listing(" X", "    X", "XX "), ["MPI (controllers)", "NCCL (tensor operations)"]),
+    # Perlmutter after `make install-gpu` (as NERSC users report it): what the jobs need
+    "gpu-mpi-nccl": (TF_LOG + _listing("XX", "X  XX"), []),
+    # HOROVOD_WITH_MPI=1 but HOROVOD_GPU_OPERATIONS unset at build time
+    "mpi-no-nccl": (_listing("XX", "   XX"), ["NCCL (tensor operations)"]),
+    # HOROVOD_GPU_OPERATIONS=NCCL but HOROVOD_WITHOUT_MPI=1 kept (the old Makefile's GPU build)
+    "nccl-no-mpi": (_listing(" X", "X   X"), ["MPI (controllers)"]),
+    # MPI ticked as a tensor operation only: the controller is what srun needs
+    "mpi-operation-only": (_listing(" X", "X  XX"), ["MPI (controllers)"]),
+    # built without TensorFlow (installed before it)
+    "no-tensorflow": (_listing("XX", "X  XX", " X "), ["TensorFlow (frameworks)"]),
+    "empty": ("", ["TensorFlow (frameworks)", "MPI (controllers)", "NCCL (tensor operations)"]),
+}
+CHECKER = ROOT / "jobs" / "check_horovod_build.py"
+
+
+@pytest.mark.parametrize("sample", CHECK_BUILD_SAMPLES)
+def test_check_build_gate(sample, tmp_path):
+    listing, absent = CHECK_BUILD_SAMPLES[sample]
+    (tmp_path / "check-build.txt").write_text(listing)
+    result = subprocess.run([sys.executable, str(CHECKER), str(tmp_path / "check-build.txt")],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == (1 if absent else 0), result.stdout + result.stderr
+    if absent:
+        assert f"error: Horovod lacks {', '.join(absent)}; " in result.stderr
+        assert "make install-gpu" in result.stderr
+    else:
+        assert "TensorFlow, MPI and NCCL ticked" in result.stdout
+
+
+def make_dry_run(target: str, tmp_path: Path, **env: str) -> list[str]:
+    """The recipe lines `make -n TARGET` prints for a venv under tmp_path."""
+    environment = {key: value for key, value in os.environ.items() if key not in ("CRAYPE_VERSION", "MAKEFLAGS")}
+    result = subprocess.run(["make", "-n", target, f"VENV={tmp_path / 'venv'}"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60, env={**environment, **env})
+    assert result.returncode == 0, result.stderr
+    return result.stdout.replace("\\\n", " ").splitlines()
+
+
+def _index(lines: list[str], *fragments: str) -> int:
+    [index] = [i for i, line in enumerate(lines) if all(fragment in line for fragment in fragments)]
+    return index
+
+
+@pytest.mark.parametrize("cray", [False, True])
+def test_install_gpu_rebuilds_horovod_with_mpi_and_nccl_and_checks_it(cray, tmp_path):
+    lines = make_dry_run("install-gpu", tmp_path, **({"CRAYPE_VERSION": "2.7.30"} if cray else {}))
+    uninstall = _index(lines, "pip uninstall --yes horovod tensorflow-cpu")
+    tensorflow = _index(lines, 'pip install "tensorflow[and-cuda]==2.15.1"')
+    build = _index(lines, 'pip install --no-build-isolation --no-cache-dir "horovod==0.28.1"')
+    check = _index(lines, "jobs/check_horovod_build.py")
+    stamp = _index(lines, "touch", ".installed")
+    assert uninstall < tensorflow < build < check < stamp
+    words = shlex.split(lines[build])
+    assert words[:3] == ["env", "-u", "HOROVOD_WITHOUT_MPI"]
+    assert {"HOROVOD_WITH_MPI=1", "HOROVOD_GPU_OPERATIONS=NCCL"} <= set(words)
+    assert ({"CC=cc", "CXX=CC"} <= set(words)) == cray
+
+
+def test_cpu_install_is_unchanged_and_a_gpu_venv_stays_gpu(tmp_path):
+    lines = make_dry_run("install", tmp_path)
+    assert any('pip install "tensorflow-cpu==2.15.1"' in line for line in lines)
+    assert not any("uninstall" in line or "HOROVOD_WITH_MPI" in line for line in lines)
+    (tmp_path / "venv").mkdir()
+    (tmp_path / "venv" / ".gpu").touch()  # left by make install-gpu
+    assert any('pip install "tensorflow[and-cuda]==2.15.1"' in line for line in make_dry_run("install", tmp_path))
+
+
+@pytest.mark.slow
+def test_the_cpu_venv_fails_the_gpu_gate():
+    """The checker runs the venv's real `horovodrun --check-build`: this Gloo-only build lacks MPI and NCCL."""
+    result = subprocess.run([sys.executable, str(CHECKER)], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: Horovod lacks MPI (controllers), NCCL (tensor operations)" in result.stderr

@@ -93,10 +93,10 @@ lhco_python() {
     fi
 }
 
-# Modules, the project's venv and the variables TensorFlow, Horovod and NCCL read on Perlmutter.
+# Modules, the project's venv and the run-time variables cray-mpich, TensorFlow and HDF5 read on
+# Perlmutter. (HOROVOD_GPU_OPERATIONS=NCCL matters only when Horovod is built: make install-gpu.)
 lhco_environment() {
     local exports=(
-        HOROVOD_GPU_OPERATIONS=NCCL             # allreduce/allgather on NCCL (as Horovod was built)
         MPICH_GPU_SUPPORT_ENABLED=0             # Horovod uses MPI for control only; without this,
                                                 # cray-mpich aborts "GTL library is not linked"
         TF_CPP_MIN_LOG_LEVEL="${TF_CPP_MIN_LOG_LEVEL:-2}"

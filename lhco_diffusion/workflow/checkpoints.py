@@ -5,7 +5,8 @@ A checkpoint is a directory (written atomically, by rank 0 only):
     weights.index, weights.data-*   the DiffusionModel (networks and EMA networks) and the optimizer
     transforms.json                 the model-space statistics (``data.transforms.Stats``)
     config.yaml                     the full configuration the run used
-    state.json                      epochs completed, best test loss, epochs since it improved
+    state.json                      epochs completed, best test loss, epochs since it improved,
+                                    number of workers (absent in checkpoints written before it)
 
 ``<run_dir>/checkpoints/last`` is rewritten after every good epoch, ``best`` whenever the test
 loss improves. ``load`` rebuilds the model from the stored configuration alone.
@@ -45,7 +46,7 @@ class Checkpoint:
     model: DiffusionModel
     stats: Stats
     config: Config
-    state: dict  # {"epoch": epochs completed, "best_loss": ..., "wait": ...}
+    state: dict  # {"epoch": epochs completed, "best_loss": ..., "wait": ..., "workers": ...}
 
 
 def save(directory: str | os.PathLike, model: DiffusionModel, optimizer: tf.keras.optimizers.Optimizer,
@@ -107,6 +108,26 @@ def run_config(checkpoint: Checkpoint, command_config: Config) -> Config:
 def read_state(directory: str | os.PathLike) -> dict:
     """The progress record of a checkpoint (epochs completed, best loss, wait)."""
     return read_json(_checked(directory) / "state.json", "checkpoint state")
+
+
+def check_workers(directory: str | os.PathLike, state: dict, workers: int, rescale: bool) -> str | None:
+    """Refuse to resume ``state`` (of ``directory``) with another number of workers, unless ``rescale``.
+
+    The workers set the global batch, the steps per epoch and (``scale_learning_rate``) the
+    learning rate, so a silent change alters the run halfway. Returns a note for the log when
+    the stored count is unknown (older checkpoints) or is being rescaled, else None.
+    """
+    stored = state.get("workers")
+    if stored is None:
+        return (f"note: {directory} does not record how many workers trained it (written before this was "
+                f"stored); continuing with {workers}")
+    if stored == workers:
+        return None
+    if not rescale:
+        raise InputError(f"{directory} was trained by {stored} workers but this run has {workers}; resume "
+                         f"with {stored} workers, or pass --rescale-workers to continue with {workers}")
+    return (f"note: rescaling {directory} from {stored} to {workers} workers: global batch, steps per epoch "
+            "and learning rate follow the new count, the cosine decay continues from the same epoch")
 
 
 def _checked(directory: str | os.PathLike) -> Path:

@@ -107,22 +107,28 @@ class CheckpointWriter(tf.keras.callbacks.Callback):
         improved = self.early_stopping.wait == 0
         state = {"epoch": epoch + 1, "best_loss": float(self.early_stopping.best),
                  "wait": int(self.early_stopping.wait), "loss": float(logs["loss"]),
-                 "val_loss": float(logs["val_loss"])}
+                 "val_loss": float(logs["val_loss"]), "workers": distributed.current().size}
         if improved:
             checkpoints.save(self.paths["best"], self.model, self.optimizer, self.stats, self.config, state)
         checkpoints.save(self.paths["last"], self.model, self.optimizer, self.stats, self.config, state)
 
 
-def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbacks.Callback] = ()) -> dict:
+def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbacks.Callback] = (),
+          rescale_workers: bool = False) -> dict:
     """Train (or, with ``resume``, continue) the diffusion models of ``config``; see the module docstring.
 
     ``callbacks`` run after the package's own (checkpoints are written before they see an epoch).
+    A resumed run continues the cosine decay from its epoch count; with another number of
+    workers than the checkpoint's it is refused unless ``rescale_workers``.
 
     Returns ``{"epochs", "best_loss", "best", "last", "stopped_early"}`` (paths as str). Raises
-    ``InputError`` for unusable data or an existing run without ``resume``, and
+    ``InputError`` for unusable data, workers that disagree on the configuration or run
+    directory, an existing run without ``resume`` or resumed by another number of workers, and
     ``TrainingDiverged`` when the loss stops being finite (the last good checkpoint is kept).
     """
     context = distributed.init()
+    distributed.require_agreement({"configuration": config.to_yaml(),
+                                   "run directory": str(expand(config.paths.run_dir).resolve())})
     paths = run_paths(config)
     settings = config.training
     if paths["last"].exists() and not resume:
@@ -135,6 +141,10 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
         if context.is_root:
             print(f"{paths['last']} has already finished training (epoch {state['epoch']} of {settings.epochs})")
         return _summary(paths, state, stopped_early=state["epoch"] < settings.epochs, epochs_this_run=0)
+    if state["epoch"]:
+        note = checkpoints.check_workers(paths["last"], state, context.size, rescale_workers)
+        if note and context.is_root:
+            print(note, file=sys.stderr)
     data = training_data(config, path, stats)
     if min(len(data.train), len(data.test)) < context.size:
         raise InputError(f"{len(data.train)} training and {len(data.test)} test events cannot be shared "
@@ -147,6 +157,7 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
     optimizer = tf.keras.optimizers.Adam(learning_rate(settings, context.size, steps))
     if state["epoch"]:
         checkpoints.restore(paths["last"], model, optimizer)
+        optimizer.iterations.assign(state["epoch"] * steps)  # the schedule's place, kept if steps changed
     model.compile(optimizer=optimizer)
 
     def batches(inputs, shuffle):
