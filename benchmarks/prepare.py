@@ -3,8 +3,10 @@
     python benchmarks/prepare.py [--events 20000] [--workers 2] [--chunk-size 10000] [--npart 279]
 
 Synthetic raw events are generated first (in a separate process, not measured); the
-preparation then runs in a fresh process that reports its wall time and its peak resident
-memory (ru_maxrss), and that of its largest clustering worker. Targets: >= 1000 events/s on 2
+preparation then runs in a fresh process that reports its wall time, its CPU time and that of
+its workers (user + system: on a shared machine the CPU time per event moves much less with
+the load than the wall-clock rate), and its peak resident memory (ru_maxrss) and that of its
+largest clustering worker. Targets: >= 1000 events/s on 2
 cores (the 1.1M-event R&D file in under 20 minutes) and peak memory independent of the file
 size, under 3 GB. Run it with two --events values to see the memory stay flat.
 """
@@ -44,6 +46,9 @@ def main() -> int:
     print(f"synthetic generation: {args.events / generation:,.0f} events/s")
     print(f"preparation: {report['n_read']} events ({report['n_kept']} kept) in {report['seconds']:.1f} s "
           f"= {rate:,.0f} events/s with {args.workers} worker(s), chunk {args.chunk_size}, P={args.npart}")
+    cpu = report["main_cpu"] + report["worker_cpu"]
+    print(f"CPU time: {1e6 * cpu / report['n_read']:.0f} us/event (main process {report['main_cpu']:.1f} s, "
+          f"workers {report['worker_cpu']:.1f} s)")
     main_mb, worker_mb = report["main_mb"], report["worker_mb"]
     print(f"peak memory: main process {main_mb:.0f} MB, largest worker {worker_mb:.0f} MB "
           f"(all processes together at most {main_mb + args.workers * worker_mb:.0f} MB)")
@@ -55,14 +60,16 @@ def _measure(args) -> int:
     from lhco_diffusion.data.sources import prepare_file
 
     output = args.measure.with_name("processed.h5")
+    cpu_at_start = time.process_time()  # the imports are not part of the preparation
     start = time.perf_counter()
     summary = prepare_file(args.measure, output, args.npart, 1.0, 1200.0, args.chunk_size, args.workers,
                            progress=False)
     seconds = time.perf_counter() - start
-    main_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    worker_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    main, workers = (resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     print(json.dumps({"seconds": seconds, "n_read": summary["n_read"], "n_kept": summary["n_kept"],
-                      "main_mb": main_kb / 1024, "worker_mb": worker_kb / 1024}))
+                      "main_cpu": main.ru_utime + main.ru_stime - cpu_at_start,
+                      "worker_cpu": workers.ru_utime + workers.ru_stime,
+                      "main_mb": main.ru_maxrss / 1024, "worker_mb": workers.ru_maxrss / 1024}))
     return 0
 
 

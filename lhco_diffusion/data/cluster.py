@@ -14,10 +14,10 @@ constituents.
 """
 from __future__ import annotations
 
-import awkward as ak
 import fastjet
 import numpy as np
 
+from lhco_diffusion.data import fastjet_arrays
 from lhco_diffusion.data.kinematics import four_vectors, pt_eta_phi_mass, wrap_phi
 from lhco_diffusion.data.lhco import pad_by_pt
 from lhco_diffusion.data.processed import Events
@@ -45,7 +45,7 @@ def cluster_events(particles: np.ndarray, label: np.ndarray, npart: int, jet_rad
     mask = particles[..., 0] > 0
     multiplicity = mask.sum(axis=1)
     pt, eta, phi = np.asarray(particles[mask], np.float64).T  # real particles, event after event
-    jet_momenta, jet_event, constituents = _anti_kt(four_vectors(pt, eta, phi), multiplicity, jet_radius)
+    jet_momenta, jet_event, sequence = _anti_kt(four_vectors(pt, eta, phi), multiplicity, jet_radius)
 
     leading = _two_leading(jet_event, jet_momenta, len(particles))
     has_two = np.all(leading >= 0, axis=1)
@@ -55,14 +55,16 @@ def cluster_events(particles: np.ndarray, label: np.ndarray, npart: int, jet_rad
     jets = pt_eta_phi_mass(jet_momenta[selected])  # (2m, 4) pT, eta, phi, mass
 
     event_start = np.concatenate([[0], np.cumsum(multiplicity)])
-    member_jet, member = _members(constituents, selected, event_start[np.repeat(kept_events, 2)])
+    member_jet, member = _members(_constituents(sequence, jet_momenta, selected),
+                                  event_start[np.repeat(kept_events, 2)])
+    pt, eta, phi = pt[member], eta[member], phi[member]  # from here on: the selected jets' constituents
     relative = np.stack([
-        pt[member] / jets[member_jet, 0],
-        eta[member] - jets[member_jet, 1],
-        wrap_phi(phi[member] - jets[member_jet, 2]),
+        pt / jets[member_jet, 0],
+        eta - jets[member_jet, 1],
+        wrap_phi(phi - jets[member_jet, 2]),
     ], axis=1)
-    padded, n_constituents = pad_by_pt(member_jet, pt[member], relative, len(selected), npart)
-    tau = nsubjettiness(pt[member], eta[member], phi[member], member_jet, len(selected))
+    padded, n_constituents = pad_by_pt(member_jet, pt, relative, len(selected), npart)
+    tau = nsubjettiness(pt, eta, phi, member_jet, len(selected))
 
     n_kept = len(kept_events)
     jets = np.concatenate([jets, np.minimum(n_constituents, npart)[:, None]], axis=1)
@@ -87,19 +89,14 @@ def _anti_kt(momenta: np.ndarray, multiplicity: np.ndarray, jet_radius: float):
     """Cluster every event at once.
 
     momenta: (M, 4) [px, py, pz, E] of all events' particles, ``multiplicity[i]`` of them per event.
-    Returns ``(jet_momenta (J, 4), jet_event (J,), constituents)`` for the J jets of all events;
-    ``constituents`` is fastjet's per-event, per-jet list of particle indices within the event.
+    Returns ``(jet_momenta (J, 4), jet_event (J,), sequence)`` for the J jets of all events, in
+    fastjet's order, and fastjet's clustering of them.
     """
-    offsets = np.concatenate([[0], np.cumsum(multiplicity)]).astype(np.int64)
-    fields = [ak.contents.NumpyArray(np.ascontiguousarray(column)) for column in momenta.T]
-    events = ak.Array(ak.contents.ListOffsetArray(
-        ak.index.Index64(offsets), ak.contents.RecordArray(fields, ["px", "py", "pz", "E"])
-    ))
-    sequence = fastjet.ClusterSequence(events, fastjet.JetDefinition(fastjet.antikt_algorithm, jet_radius))
-    jets = sequence.inclusive_jets(0.0)
-    jet_momenta = np.stack([ak.to_numpy(ak.flatten(jets[name])) for name in ("px", "py", "pz", "E")], 1)
-    jet_event = np.repeat(np.arange(len(multiplicity)), ak.to_numpy(ak.num(jets)))
-    return jet_momenta, jet_event, sequence.constituent_index(0.0)
+    definition = fastjet.JetDefinition(fastjet.antikt_algorithm, jet_radius)
+    sequence = fastjet_arrays.cluster(momenta, multiplicity, definition)
+    jet_momenta, jets_per_event = fastjet_arrays.flat_momenta(sequence.inclusive_jets(0.0))
+    jet_event = np.repeat(np.arange(len(multiplicity)), jets_per_event)
+    return jet_momenta, jet_event, sequence
 
 
 def _two_leading(jet_event: np.ndarray, jet_momenta: np.ndarray, n_events: int) -> np.ndarray:
@@ -115,16 +112,35 @@ def _two_leading(jet_event: np.ndarray, jet_momenta: np.ndarray, n_events: int) 
     return leading
 
 
-def _members(constituents: ak.Array, selected: np.ndarray,
+def _constituents(sequence: fastjet.ClusterSequence, jet_momenta: np.ndarray,
+                  selected: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(within-event particle indices, sizes, listed)``: fastjet's constituent lists of the jets
+    above a pT threshold, jet after jet, ``sizes[k]`` particles for the k-th listed jet, and each
+    selected jet's place ``listed`` in that list.
+
+    The lists follow ``inclusive_jets``' order, and listing the many soft jets nobody selected costs
+    as much as listing the selected ones: the threshold is half the softest selected jet's pT. The
+    listed jets are predicted from pT^2 = px^2 + py^2, as fastjet computes it; should a jet within
+    rounding of the threshold spoil the prediction, every jet is listed instead.
+    """
+    pt_squared = jet_momenta[:, 0] ** 2 + jet_momenta[:, 1] ** 2
+    softest = np.sqrt(pt_squared[selected].min()) if len(selected) else 0.0
+    for min_pt in (0.5 * softest, 0.0):
+        listed = np.flatnonzero(pt_squared >= min_pt * min_pt)
+        within_event, sizes = fastjet_arrays.flat_lists(sequence.constituent_index(min_pt))
+        if len(sizes) == len(listed):
+            break
+    return within_event, sizes, np.searchsorted(listed, selected)
+
+
+def _members(constituents: tuple[np.ndarray, np.ndarray, np.ndarray],
              selected_event_start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(slot in selected, flat particle index)`` of every constituent of the selected jets.
 
-    selected: flat jet indices; selected_event_start: flat index of the first particle of
-    each selected jet's event.
+    constituents: ``_constituents(...)`` of the selected jets; selected_event_start: flat index of
+    the first particle of each selected jet's event.
     """
-    per_jet = ak.flatten(constituents, axis=1)  # one list of within-event particle indices per jet
-    sizes = ak.to_numpy(ak.num(per_jet))
-    within_event = ak.to_numpy(ak.flatten(per_jet))
+    within_event, sizes, selected = constituents
     jet_start = np.concatenate([[0], np.cumsum(sizes)])
     lengths = sizes[selected]
     member_jet = np.repeat(np.arange(len(selected)), lengths)

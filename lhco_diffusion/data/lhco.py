@@ -102,8 +102,10 @@ def pad_by_pt(group: np.ndarray, pt: np.ndarray, values: np.ndarray, n_groups: i
     Returns ``(padded (n_groups, width, k), counts (n_groups,))`` where ``counts`` is the number
     of particles each group had before truncation to ``width``.
     """
-    order = np.lexsort((-pt, group))
-    group, values = group[order], values[order]
+    step = np.diff(group)
+    if np.any(step < 0) or np.any((step == 0) & (np.diff(pt) > 0)):  # not already in that order
+        order = np.lexsort((-pt, group))
+        group, values = group[order], values[order]
     counts = np.bincount(group, minlength=n_groups)
     first = np.concatenate([[0], np.cumsum(counts)[:-1]])
     rank = np.arange(len(group)) - first[group]

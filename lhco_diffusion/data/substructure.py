@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import warnings
 
-import awkward as ak
 import fastjet
 import numpy as np
 
+from lhco_diffusion.data import fastjet_arrays
 from lhco_diffusion.data.kinematics import four_vectors, wrap_phi
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
@@ -32,6 +32,9 @@ BETA = 1.0  # angular exponent of the measure
 R0 = 1.0  # characteristic jet radius of the normalisation
 FEATURES = ("mj1", "delta_mj", "tau21_j1", "tau21_j2")  # CATHODE's order
 FEATURE_UNITS = ("GeV", "GeV", "", "")
+# contrib's KT_Axes: the constituents reclustered with kT, E-scheme, R large enough that no jet ever
+# merges with the beam before the last step
+KT_AXES = fastjet.JetDefinition(fastjet.kt_algorithm, fastjet.JetDefinition.max_allowable_R)
 
 
 def nsubjettiness(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, jet: np.ndarray,
@@ -39,21 +42,24 @@ def nsubjettiness(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, jet: np.ndar
     """(n_jets, 3) float64 tau1, tau2, tau3 (beta = 1, R0 = 1, exclusive-kT axes) of each jet.
 
     pt [GeV], eta, phi (M,): the constituents of all jets; jet (M,) int: the jet (0..n_jets-1) each
-    belongs to. Every jet is reclustered in one vectorised fastjet call. Jets without constituents
-    get 0.
+    belongs to. Every jet is reclustered in one vectorised fastjet call, and the distances of every
+    constituent to all 1 + 2 + 3 axes of its jet are computed in one array. Jets without
+    constituents get 0.
     """
     pt, eta, phi = (np.asarray(x, np.float64).reshape(-1) for x in (pt, eta, phi))
     jet = np.asarray(jet, np.int64).reshape(-1)
-    order = np.argsort(jet, kind="stable")
-    pt, eta, phi, jet = pt[order], eta[order], phi[order], jet[order]
+    if np.any(np.diff(jet) < 0):  # fastjet takes each jet's constituents as one contiguous block
+        order = np.argsort(jet, kind="stable")
+        pt, eta, phi, jet = pt[order], eta[order], phi[order], jet[order]
     counts = np.bincount(jet, minlength=n_jets)
-    sequence = _kt_sequence(four_vectors(pt, eta, phi), counts)
+    sequence = fastjet_arrays.cluster(four_vectors(pt, eta, phi), counts, KT_AXES)
+    axis_rapidity, axis_phi = _exclusive_axes(sequence, n_jets)
+    dphi = np.abs(wrap_phi(phi) - axis_phi[:, jet])  # (axes, M) in [0, 2 pi]: both angles in [-pi, pi]
+    squared_distance = (eta - axis_rapidity[:, jet]) ** 2 + np.minimum(dphi, 2 * np.pi - dphi) ** 2
     normalisation = R0 * np.bincount(jet, weights=pt, minlength=n_jets)
     tau = np.zeros((n_jets, MAX_N))
     for n in range(1, MAX_N + 1):
-        axis_rapidity, axis_phi = _exclusive_axes(sequence, n, n_jets)
-        distance = np.sqrt(np.min((eta[:, None] - axis_rapidity[jet]) ** 2
-                                  + wrap_phi(phi[:, None] - axis_phi[jet]) ** 2, axis=1))
+        distance = np.sqrt(np.min(squared_distance[_axis_rows(n)], axis=0))
         summed = np.bincount(jet, weights=pt * distance**BETA, minlength=n_jets)
         tau[:, n - 1] = ratio(summed, normalisation)
     return tau
@@ -96,29 +102,26 @@ def cathode_features(events: Events) -> np.ndarray:
     return high_level_features(events.jets[..., 3], events.substructure)
 
 
-def _kt_sequence(momenta: np.ndarray, counts: np.ndarray):
-    """fastjet's multi-event kT clustering of the constituents (M, 4) [px, py, pz, E], one
-    'event' of ``counts[j]`` constituents per jet j."""
-    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-    fields = [ak.contents.NumpyArray(np.ascontiguousarray(column)) for column in momenta.T]
-    jets = ak.Array(ak.contents.ListOffsetArray(
-        ak.index.Index64(offsets), ak.contents.RecordArray(fields, ["px", "py", "pz", "E"])))
-    definition = fastjet.JetDefinition(fastjet.kt_algorithm, fastjet.JetDefinition.max_allowable_R)
-    return fastjet.ClusterSequence(jets, definition)
+def _axis_rows(n: int) -> slice:
+    """Rows of the N = n axes in ``_exclusive_axes``'s table: N = 1 in row 0, N = 2 in rows 1-2, ..."""
+    first = n * (n - 1) // 2
+    return slice(first, first + n)
 
 
-def _exclusive_axes(sequence, n: int, n_jets: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n_jets, n) rapidity and phi of each jet's (up to) n exclusive kT axes; missing axes
-    (jets with fewer than n constituents) get an infinite rapidity, so they are never closest."""
-    with warnings.catch_warnings():  # fastjet's Python layer warns even for kT, where it is exact
-        warnings.filterwarnings("ignore", message="dcut and exclusive jets")
-        axes = sequence.exclusive_jets_up_to(n)
-    px, py, pz, energy = (ak.to_numpy(ak.flatten(axes[name])) for name in ("px", "py", "pz", "E"))
-    counts = ak.to_numpy(ak.num(axes))
-    owner = np.repeat(np.arange(n_jets), counts)
-    slot = np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
-    rapidity = np.full((n_jets, n), np.inf)
-    azimuth = np.zeros((n_jets, n))
-    rapidity[owner, slot] = 0.5 * np.log((energy + pz) / (energy - pz))
-    azimuth[owner, slot] = np.arctan2(py, px)
+def _exclusive_axes(sequence: fastjet.ClusterSequence, n_jets: int) -> tuple[np.ndarray, np.ndarray]:
+    """(1 + 2 + ... + MAX_N, n_jets) rapidity and phi of each jet's exclusive kT axes, the N = n
+    ones in rows ``_axis_rows(n)``. A jet with fewer than n constituents has fewer axes: the missing
+    ones get an infinite rapidity, so they are never the closest."""
+    rapidity = np.full((_axis_rows(MAX_N).stop, n_jets), np.inf)
+    azimuth = np.zeros_like(rapidity)
+    for n in range(1, MAX_N + 1):
+        with warnings.catch_warnings():  # fastjet's Python layer warns even for kT, where it is exact
+            warnings.filterwarnings("ignore", message="dcut and exclusive jets")
+            axes = sequence.exclusive_jets_up_to(n)
+        momenta, counts = fastjet_arrays.flat_momenta(axes)
+        px, py, pz, energy = momenta.T
+        owner = np.repeat(np.arange(n_jets), counts)
+        row = _axis_rows(n).start + np.arange(len(owner)) - np.repeat(np.cumsum(counts) - counts, counts)
+        rapidity[row, owner] = 0.5 * np.log((energy + pz) / (energy - pz))
+        azimuth[row, owner] = np.arctan2(py, px)
     return rapidity, azimuth

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import fastjet
 import h5py
 import numpy as np
 import pytest
 
 from lhco_diffusion.data import cluster, processed, sources, substructure, synthetic
+from lhco_diffusion.data.kinematics import four_vectors
 from lhco_diffusion.errors import InputError
 
 
@@ -88,6 +90,44 @@ def test_clustered_toy_signal_is_two_pronged_and_background_one_pronged():
     assert np.all(events.substructure >= 0) and np.all(events.substructure[..., 0] <= 1.0)
     # more axes, smaller tau: almost always (exclusive-kT axes are not the tau-minimising ones)
     assert np.mean(np.diff(events.substructure, axis=-1) <= 1e-6) > 0.95
+
+
+def one_event_at_a_time(event: np.ndarray) -> list[tuple[list[float], list[float]]] | None:
+    """The straightforward computation with fastjet's classic interface: cluster one raw event
+    (700, 3) with anti-kT R = 1, then recluster each of its two leading jets with kT and measure
+    tau_1..3 to its exclusive axes particle by particle. Returns ``[(pT, eta, phi, mass, N), (tau1,
+    tau2, tau3)]`` per jet, or None for an event the preparation drops."""
+    real = event[event[:, 0] > 0].astype(np.float64)
+    particles = [fastjet.PseudoJet(*momentum) for momentum in four_vectors(*real.T)]
+    sequence = fastjet.ClusterSequence(particles, fastjet.JetDefinition(fastjet.antikt_algorithm, 1.0))
+    jets = fastjet.sorted_by_pt(sequence.inclusive_jets())
+    if len(jets) < 2 or jets[0].pt() <= 1200.0:
+        return None
+    result = []
+    for jet in jets[:2]:
+        constituents = list(jet.constituents())
+        kt = fastjet.ClusterSequence(constituents, substructure.KT_AXES)
+        total_pt = sum(particle.pt() for particle in constituents)
+        taus = [sum(particle.pt() * min(particle.delta_R(axis) for axis in kt.exclusive_jets_up_to(n))
+                    for particle in constituents) / total_pt for n in (1, 2, 3)]
+        result.append(([jet.pt(), jet.eta(), jet.phi_std(), jet.m(), len(constituents)], taus))
+    return result
+
+
+def test_vectorised_preparation_equals_fastjet_one_event_at_a_time():
+    """The fast path (whole blocks in one fastjet call, only the selected jets' constituents listed,
+    tau from one array of distances to all axes) reproduces the per-event, per-jet computation."""
+    particles, label = synthetic.generate_events(40, 0.5, np.random.default_rng(7))
+    events = cluster.cluster_events(particles, label, npart=200)
+    expected = [jets for jets in map(one_event_at_a_time, particles) if jets is not None]
+    assert len(expected) == len(events) > 20
+    jets = np.array([[kinematics for kinematics, _ in event] for event in expected])
+    taus = np.array([[tau for _, tau in event] for event in expected])
+    np.testing.assert_allclose(events.jets[..., [0, 3]], jets[..., [0, 3]], rtol=1e-6)
+    np.testing.assert_allclose(events.jets[..., 1:3], jets[..., 1:3], atol=1e-6)
+    np.testing.assert_array_equal(events.jets[..., 4], jets[..., 4])
+    np.testing.assert_allclose(events.substructure, taus, rtol=1e-5, atol=1e-7)
+    assert np.all(taus[..., 1] > 0)  # the comparison is not between zeros
 
 
 def test_cathode_features_order_the_jets_by_mass():
