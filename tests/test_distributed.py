@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import tensorflow as tf
 
-from lhco_diffusion import checkpoints, distributed, train, training
+from lhco_diffusion import distributed
+from lhco_diffusion.commands import train
+from lhco_diffusion.workflow import checkpoints, training
 from lhco_diffusion import config as config_module
 from lhco_diffusion.errors import InputError
 
