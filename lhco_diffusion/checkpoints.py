@@ -1,14 +1,15 @@
-"""Training checkpoints: everything needed to sample from, or resume, a diffusion-model run.
+"""Training checkpoints: everything needed to sample from, or resume, a generator's run.
 
 A checkpoint is a directory (written atomically, by rank 0 only):
 
-    weights.index, weights.data-*   the DiffusionModel (networks and EMA networks) and the optimizer
+    weights.index, weights.data-*   the generator (networks and EMA networks) and the optimizer
     transforms.json                 the model-space statistics (``data.transforms.Stats``)
     config.yaml                     the full configuration the run used
     state.json                      epochs completed, best test loss, epochs since it improved
 
 ``<run_dir>/checkpoints/last`` is rewritten after every good epoch, ``best`` whenever the test
-loss improves. ``load`` rebuilds the model from the stored configuration alone.
+loss improves. ``load`` rebuilds the model, diffusion or flow matching, from the stored
+configuration alone.
 """
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from lhco_diffusion.config import Config
 from lhco_diffusion.data.transforms import Stats
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output
-from lhco_diffusion.models.diffusion import DiffusionModel
+from lhco_diffusion.models.build import build_generator
+from lhco_diffusion.models.generator import GenerativeModel
 
 WEIGHTS = "weights"
 FILES = ("weights.index", "transforms.json", "config.yaml", "state.json")
@@ -35,13 +37,13 @@ FILES = ("weights.index", "transforms.json", "config.yaml", "state.json")
 class Checkpoint:
     """A restored checkpoint: the model (with EMA weights), its transforms, config and progress."""
 
-    model: DiffusionModel
+    model: GenerativeModel
     stats: Stats
     config: Config
     state: dict  # {"epoch": epochs completed, "best_loss": ..., "wait": ...}
 
 
-def save(directory: str | os.PathLike, model: DiffusionModel, optimizer: tf.keras.optimizers.Optimizer,
+def save(directory: str | os.PathLike, model: GenerativeModel, optimizer: tf.keras.optimizers.Optimizer,
          stats: Stats, config: Config, state: dict) -> None:
     """Write a checkpoint directory atomically (a crash leaves the previous one intact)."""
     with atomic_output(directory) as temporary:
@@ -57,12 +59,12 @@ def load(directory: str | os.PathLike) -> Checkpoint:
     directory = _checked(directory)
     config = config_module.from_dict(yaml.safe_load((directory / "config.yaml").read_text()),
                                      source=str(directory / "config.yaml"))
-    model = DiffusionModel(config.jet_model, config.particle_model, config.training)
+    model = build_generator(config)
     restore(directory, model)
     return Checkpoint(model, Stats.load(directory / "transforms.json"), config, read_state(directory))
 
 
-def restore(directory: str | os.PathLike, model: DiffusionModel,
+def restore(directory: str | os.PathLike, model: GenerativeModel,
             optimizer: tf.keras.optimizers.Optimizer | None = None) -> None:
     """Load a checkpoint's weights into ``model`` (and its state into ``optimizer``, to resume).
 

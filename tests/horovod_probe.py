@@ -18,6 +18,7 @@ import numpy as np
 
 from lhco_diffusion import distributed, training, train
 from lhco_diffusion.data import dataset
+from lhco_diffusion.models.generator import GenerativeModel
 
 probe = Path(sys.argv[1])
 seen = {}
@@ -31,7 +32,7 @@ def recording_shard(n, rank, size):
 
 
 dataset.shard = recording_shard
-fit = training.DiffusionModel.fit
+fit = GenerativeModel.fit
 
 
 def recording_fit(model, *args, **kwargs):
@@ -41,7 +42,7 @@ def recording_fit(model, *args, **kwargs):
     return history
 
 
-training.DiffusionModel.fit = recording_fit
+GenerativeModel.fit = recording_fit
 code = train.main(sys.argv[2:])
 context = distributed.current()
 train_call = seen["calls"][0]  # the training split's dataset is built first
