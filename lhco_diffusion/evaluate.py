@@ -1,12 +1,14 @@
 """Evaluate classifier scores: ROC, AUC and SIC with seed bands, and generated-vs-reference plots.
 
     python -m lhco_diffusion.evaluate --config FILE --scores RUN/scores --output RUN/evaluation \
-        [--generated SR_SAMPLES.h5 --reference SR_DATA.h5]
+        [--generated SR_SAMPLES.h5 [FM_SR_SAMPLES.h5] --reference SR_DATA.h5]
 
 ``--scores`` holds one directory per mode (as ``classify`` writes them) or score files itself.
 Writes sic_<mode>, roc_<mode>, max_sic_vs_nsig, auc_vs_nsig (and generated_vs_reference) in
 every ``evaluation.formats``, plus summary.json and summary.md. In the versus-nsig figures the
 CATHODE baseline's modes (four high-level features) are drawn dashed beside the full ones.
+``--generated`` takes one sample per generator (diffusion red, flow matching blue, as in the
+paper's Figs. 4 and 5); the generator of a file is the one its attrs record.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lhco_diffusion import cli, metrics, plotting, weak_supervision
+from lhco_diffusion.data import processed
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output
 
@@ -26,7 +29,8 @@ def main(argv=None) -> int:
     parser = cli.parser(__doc__.splitlines()[0])
     parser.add_argument("--scores", type=Path, required=True, help="directory of score files (per mode)")
     parser.add_argument("--output", type=Path, required=True, help="directory for plots and summaries")
-    parser.add_argument("--generated", type=Path, help="generated events to compare with --reference")
+    parser.add_argument("--generated", type=Path, nargs="+",
+                        help="generated events (one file per generator) to compare with --reference")
     parser.add_argument("--reference", type=Path, help="reference events (simulation) for --generated")
     args = parser.parse_args(argv)
     return cli.run(lambda: _evaluate(args))
@@ -63,15 +67,31 @@ def _evaluate(args) -> None:
         figure = plotting.versus_nsig_figure(results_of, quantity, settings.band_quantiles, high_level)
         plotting.save(figure, args.output, f"{quantity}_vs_nsig", formats)
     if args.generated is not None:
-        histograms = plotting.feature_histograms(args.generated, args.reference)
+        generated = _by_generator(args.generated)
+        histograms = plotting.feature_histograms(generated, args.reference)
         plotting.save(plotting.feature_figure(histograms), args.output, "generated_vs_reference", formats)
-        summary["features"] = {"generated": str(args.generated), "reference": str(args.reference),
-                               "wasserstein": {name: _finite(plotting.wasserstein(histogram))
-                                               for name, histogram in histograms.items()}}
+        summary["features"] = {"generated": {label: str(path) for label, path in generated.items()},
+                               "reference": str(args.reference),
+                               "wasserstein": {label: {name: _finite(plotting.wasserstein(histogram, label))
+                                                       for name, histogram in histograms.items()}
+                                               for label in generated}}
     _write(args.output / "summary.json", json.dumps(summary, indent=2) + "\n")
     _write(args.output / "summary.md", _markdown(summary))
     print(_markdown(summary))
     print(f"wrote plots and summaries to {args.output}")
+
+
+def _by_generator(paths: list[Path]) -> dict[str, Path]:
+    """``{generator: path}`` of the generated files, from the generator each records (diffusion if none)."""
+    generated = {}
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"generated events file {path} does not exist")
+        generator = processed.read_attrs(path).get("generator", "diffusion")
+        if generator in generated:
+            raise InputError(f"{generated[generator]} and {path} both hold {generator} events; give one file per generator")
+        generated[generator] = path
+    return generated
 
 
 def _finite(value: float) -> float | None:
