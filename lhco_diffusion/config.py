@@ -1,6 +1,8 @@
 """Run configuration: YAML files -> frozen, validated dataclasses.
 
 Every tunable of the package lives in one of the sections below; ``configs/*.yaml`` set them.
+The one top-level key, ``generator`` (``diffusion`` | ``flow_matching``), picks the background
+generator; ``sampling.solver`` must be one of that generator's solvers (``GENERATOR_SOLVERS``).
 Unknown or mistyped keys are errors that name the file, the key and the closest valid name, so a
 typo never silently falls back to a default.
 
@@ -8,7 +10,8 @@ typo never silently falls back to a default.
     config.training.batch_size        # -> 128
 
 Overrides use ``section.key=value`` with the value parsed as YAML (``[3300, 3700]``, ``null``,
-``1e-3`` all work); every command line takes them as ``--set section.key=value``.
+``1e-3`` all work); every command line takes them as ``--set section.key=value`` (and
+``--set generator=flow_matching``).
 """
 from __future__ import annotations
 
@@ -80,8 +83,29 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class FlowMatchingJetConfig:
+    """The flow-matching jet network: fully connected on the two jets' 10 features (paper Fig. 2)."""
+
+    hidden_dim: int = 256  # width of every hidden layer
+    num_layers: int = 5  # residual hidden layers after the input layer
+    frequencies: int = 16  # Fourier frequencies of t (2 x this many features)
+
+
+@dataclass(frozen=True)
+class EpicConfig:
+    """The flow-matching particle network: EPiC layers (EPiC-FM, arXiv:2310.00049)."""
+
+    hidden_dim: int = 150  # per-particle width
+    latent_dim: int = 256  # width of the global vector
+    num_layers: int = 8  # EPiC layers
+    frequencies: int = 16  # Fourier frequencies of t, concatenated to local and global inputs
+    sum_scale: float = 1.0e-2  # factor on the sum-pooled particle features
+    weight_norm: bool = True  # weight-normalised dense layers
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
-    """Diffusion-model optimisation (paper Table I)."""
+    """Optimisation of either generator (paper Table I)."""
 
     epochs: int = 300
     batch_size: int = 128  # per worker; the global batch is batch_size * workers
@@ -90,7 +114,11 @@ class TrainingConfig:
     early_stopping_patience: int = 50  # epochs without a lower test loss
     ema_decay: float = 0.999
     clip_norm: float = 1.0  # gradient-norm clipping per tensor
-    likelihood_weighting: bool = False  # lambda = g^2 with t uniform in log-SNR
+    likelihood_weighting: bool = False  # diffusion: lambda = g^2 with t uniform in log-SNR
+    sigma_min: float = 1.0e-4  # flow matching: width of the data end of the probability path
+    optimizer: str = "adam"  # adam | adamw
+    weight_decay: float = 0.0  # adamw's decoupled weight decay
+    warmup_epochs: int = 0  # linear warm-up to learning_rate before the cosine decay
     steps_per_epoch: int | None = None  # null -> one pass over the local shard
     seed: int = 1233
 
@@ -99,7 +127,7 @@ class TrainingConfig:
 class SamplingConfig:
     """Generation with the trained diffusion models."""
 
-    solver: str = "ddim2"  # ddim | ddim2 | dpm2
+    solver: str = "ddim2"  # diffusion: ddim | ddim2 | dpm2; flow matching: euler | midpoint | heun
     num_steps: int = 512
     n_events: int = 200_000  # SR background events to generate
     batch_size: int = 1000
@@ -169,11 +197,14 @@ class EvaluationConfig:
 class Config:
     """The whole run configuration; ``source`` is the file it was read from."""
 
+    generator: str = "diffusion"  # diffusion | flow_matching (a top-level key, not a section)
     paths: PathsConfig = field(default_factory=PathsConfig)
     data: DataConfig = field(default_factory=DataConfig)
     transforms: TransformsConfig = field(default_factory=TransformsConfig)
     jet_model: NetworkConfig = field(default_factory=NetworkConfig)
     particle_model: NetworkConfig = field(default_factory=NetworkConfig)
+    flow_matching_jet_model: FlowMatchingJetConfig = field(default_factory=FlowMatchingJetConfig)
+    flow_matching_particle_model: EpicConfig = field(default_factory=EpicConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     likelihood: LikelihoodConfig = field(default_factory=LikelihoodConfig)
@@ -184,11 +215,11 @@ class Config:
 
     def to_dict(self) -> dict:
         """Plain nested dict of every section (no ``source``), ready for YAML or JSON."""
-        return {
+        return {"generator": self.generator, **{
             f.name: _plain(dataclasses.asdict(getattr(self, f.name)))
             for f in dataclasses.fields(self)
-            if f.name != "source"
-        }
+            if f.name not in ("source", "generator")
+        }}
 
     def to_yaml(self) -> str:
         """The full configuration as YAML text: every output file records it."""
@@ -199,9 +230,14 @@ class Config:
         return dataclasses.replace(self, **sections)
 
 
+# The generators and the sampling.solver values each accepts (lhco_diffusion.solvers.sampling.SOLVERS and
+# lhco_diffusion.solvers.flow.SOLVERS implement them; tests check that the lists agree).
+GENERATOR_SOLVERS = {"diffusion": ("ddim", "ddim2", "dpm2"), "flow_matching": ("euler", "midpoint", "heun")}
+SOLVERS = tuple(solver for solvers in GENERATOR_SOLVERS.values() for solver in solvers)
+
 CHOICES = {
     ("data", "kde_source"): ("signal_region", "sideband"),
-    ("sampling", "solver"): ("ddim", "ddim2", "dpm2"),
+    ("training", "optimizer"): ("adam", "adamw"),
     ("sampling", "mode"): ("noise", "partial-sr", "partial-sb", "partial-ref"),
     ("flow", "classifier"): ("mlp", "hgb"),
 }
@@ -226,12 +262,19 @@ def load(path: str | os.PathLike, overrides: typing.Iterable[str] = ()) -> Confi
 
 def from_dict(raw: dict, source: str = "<dict>", overrides: typing.Iterable[str] = ()) -> Config:
     """Build a ``Config`` from nested dicts (the parsed YAML), with overrides applied on top."""
+    raw = dict(raw)
+    generator = raw.pop("generator", Config.generator)
     raw = {name: dict(section or {}) for name, section in raw.items()}
     for override in overrides:
         section, key, value = _parse_override(override)
-        raw.setdefault(section, {})[key] = value
+        if section == "generator" and key is None:
+            generator = value
+        else:
+            raw.setdefault(section, {})[key] = value
+    if not isinstance(generator, str) or generator not in GENERATOR_SOLVERS:
+        raise ConfigError(f"{source}: generator must be one of {', '.join(GENERATOR_SOLVERS)}, not '{generator}'")
     sections = {}
-    section_fields = {f.name: f for f in dataclasses.fields(Config) if f.name != "source"}
+    section_fields = {f.name: f for f in dataclasses.fields(Config) if f.name not in ("source", "generator")}
     for name, values in raw.items():
         if name not in section_fields:
             raise ConfigError(_unknown("section", name, section_fields, source))
@@ -239,16 +282,18 @@ def from_dict(raw: dict, source: str = "<dict>", overrides: typing.Iterable[str]
             raise ConfigError(f"{source}: section '{name}' must be a mapping of keys")
         section_type = _section_type(section_fields[name])
         sections[name] = _build_section(name, section_type, values, source)
-    config = Config(**sections, source=source)
+    config = Config(generator=generator, **sections, source=source)
     _check_consistency(config)
     return config
 
 
-def _parse_override(override: str) -> tuple[str, str, object]:
+def _parse_override(override: str) -> tuple[str, str | None, object]:
     target, sep, text = override.partition("=")
     section, dot, key = target.strip().partition(".")
-    if not sep or not dot or not section or not key:
-        raise ConfigError(f"override '{override}' must look like section.key=value")
+    if sep and section == "generator" and not dot:
+        key = None  # the one top-level key: generator=NAME
+    elif not sep or not dot or not section or not key:
+        raise ConfigError(f"override '{override}' must look like section.key=value (or generator=NAME)")
     try:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
@@ -327,6 +372,12 @@ def _check_consistency(config: Config) -> None:
             raise ConfigError(f"{config.source}: {name} must be at least 1")
     if not 0.0 < config.sampling.t_star <= 1.0:
         raise ConfigError(f"{config.source}: sampling.t_star must be in (0, 1]")
+    solvers = GENERATOR_SOLVERS[config.generator]
+    if config.sampling.solver not in solvers:
+        raise ConfigError(f"{config.source}: sampling.solver must be one of {', '.join(solvers)} for the "
+                          f"{config.generator} generator, not '{config.sampling.solver}'")
+    if config.training.warmup_epochs < 0:
+        raise ConfigError(f"{config.source}: training.warmup_epochs must not be negative")
 
 
 def _plain(value):

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from lhco_diffusion import distributed
-from lhco_diffusion.workflow import training
 from lhco_diffusion.commands import train
 from lhco_diffusion.data import dataset
+from lhco_diffusion.models.generator import GenerativeModel
 
 probe = Path(sys.argv[1])
 seen = {}
@@ -33,7 +33,7 @@ def recording_shard(n, rank, size):
 
 
 dataset.shard = recording_shard
-fit = training.DiffusionModel.fit
+fit = GenerativeModel.fit
 
 
 def recording_fit(model, *args, **kwargs):
@@ -43,7 +43,7 @@ def recording_fit(model, *args, **kwargs):
     return history
 
 
-training.DiffusionModel.fit = recording_fit
+GenerativeModel.fit = recording_fit
 code = train.main(sys.argv[2:])
 context = distributed.current()
 train_call = seen["calls"][0]  # the training split's dataset is built first

@@ -1,11 +1,13 @@
 """Evaluate classifier scores: ROC, AUC and SIC with seed bands, and generated-vs-reference plots.
 
     python -m lhco_diffusion.evaluate --config FILE --scores RUN/scores --output RUN/evaluation \
-        [--generated SR_SAMPLES.h5 --reference SR_DATA.h5]
+        [--generated SR_SAMPLES.h5 [FM_SR_SAMPLES.h5] --reference SR_DATA.h5]
 
 ``--scores`` holds one directory per mode (as ``classify`` writes them) or score files itself.
 Writes sic_<mode>, roc_<mode>, max_sic_vs_nsig, auc_vs_nsig (and generated_vs_reference) in
 every ``evaluation.formats``, plus summary.json and summary.md (``workflow.evaluation``).
+``--generated`` takes one sample per generator (diffusion red, flow matching blue, as in the
+paper's Figs. 4 and 5); the generator of a file is the one its attrs record.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ def main(argv=None) -> int:
     parser = cli.parser(__doc__.splitlines()[0])
     parser.add_argument("--scores", type=Path, required=True, help="directory of score files (per mode)")
     parser.add_argument("--output", type=Path, required=True, help="directory for plots and summaries")
-    parser.add_argument("--generated", type=Path, help="generated events to compare with --reference")
+    parser.add_argument("--generated", type=Path, nargs="+",
+                        help="generated events (one file per generator) to compare with --reference")
     parser.add_argument("--reference", type=Path, help="reference events (simulation) for --generated")
     args = parser.parse_args(argv)
     return cli.run(lambda: _evaluate(args))

@@ -1,4 +1,4 @@
-"""Generate background events with a trained generator.
+"""Generate background events with a trained generator (diffusion or flow matching).
 
     python -m lhco_diffusion.sample --config FILE --checkpoint RUN/checkpoints/best --region SR \
         --n 200000 --output RUN/samples/SR.h5 [--batch-size B] [--seed S] [--resume]
@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lhco_diffusion.workflow import checkpoints, templates
 from lhco_diffusion import cli
+from lhco_diffusion.config import SOLVERS
 from lhco_diffusion.data import sources
 from lhco_diffusion.data.selection import REGIONS
 
@@ -29,7 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, help="random seed (default: sampling.seed)")
     parser.add_argument("--mode", choices=templates.MODES, help="noise or a partial-diffusion mode")
     parser.add_argument("--t-star", type=float, help="partial diffusion: noise level to start from")
-    parser.add_argument("--solver", help="ODE solver (default: sampling.solver)")
+    parser.add_argument("--solver", choices=SOLVERS, help="one of the checkpoint's generator's solvers")
     parser.add_argument("--steps", type=int, help="solver steps over the whole [0, 1] time interval")
     parser.add_argument("--reference", type=Path, help="partial-ref: processed file whose SR events to use")
     parser.add_argument("--resume", action="store_true", help="complete an interrupted output file")

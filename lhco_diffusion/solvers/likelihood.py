@@ -4,6 +4,9 @@
     dx/dt = f(t) x - g^2(t) score / 2,   score = -eps_hat / sigma,   eps_hat = sigma x + alpha v
     log p_0(x) = log N(x_1; 0, I) + integral_0^1 div(dx/dt) dt
 
+For a flow-matching field (``process="flow_matching"``) dx/dt = v itself, data at t = 1, noise at
+t = 0: log p_1(x) = log N(x_0; 0, I) + integral_1^0 div v dt, by the same solver.
+
 ``v_fn(x, t, *args)`` is any v-prediction with the signature of ``sampling.sample`` (x (batch, ...),
 t (batch, 1), conditioning tensors ``args``); it must treat events independently (no cross-talk
 along the batch axis).
@@ -30,8 +33,13 @@ from lhco_diffusion.solvers import schedule
 
 
 def log_likelihood(v_fn, x, mask=None, exact: bool = True, atol: float = 5.0e-5, rtol: float = 1.0e-4,
-                   seed: int = 0, args=()) -> np.ndarray:
-    """log p_0(x) in nats of each event of x (batch, ...) under the model ``v_fn``.
+                   seed: int = 0, args=(), process: str = "diffusion") -> np.ndarray:
+    """log p(x) in nats of each event of x (batch, ...) at the data end of the model ``v_fn``.
+
+    process: how ``v_fn`` defines the ODE (``PROCESSES``): "diffusion", a v-prediction whose
+    probability flow runs from data at t = 0 to noise at t = 1; "flow_matching", dx/dt itself,
+    integrated from data at t = 1 back to noise at t = 0. Either way log p(x) = log N(x_noise; 0, I)
+    + the integral of div(dx/dt) from the data end to the noise end.
 
     mask: (batch, ..., 1) 1 for real entries, 0 for padding; padded entries are not dimensions
     (they enter neither the prior's dimension count nor the divergence). None means all real.
@@ -41,6 +49,9 @@ def log_likelihood(v_fn, x, mask=None, exact: bool = True, atol: float = 5.0e-5,
     args: conditioning tensors passed on to every ``v_fn(x, t, *args)`` call.
     Returns (batch,) float64.
     """
+    if process not in PROCESSES:
+        raise ValueError(f"unknown process '{process}'; valid: {', '.join(PROCESSES)}")
+    drift_of, time_span = PROCESSES[process]
     x = np.asarray(x, np.float64)
     batch, shape = x.shape[0], x.shape
     mask = np.ones(shape[:-1] + (1,)) if mask is None else np.asarray(mask, np.float64)
@@ -60,15 +71,15 @@ def log_likelihood(v_fn, x, mask=None, exact: bool = True, atol: float = 5.0e-5,
     def derivative(t, state):
         x_t = padded(state[:-batch])
         velocity, divergence = _velocity_divergence(v_fn, x_t, t, mask_tensor, probe, tuple(args))
-        drift, drift_divergence = _probability_flow(x_t, velocity, divergence, dimensions, t)
+        drift, drift_divergence = drift_of(x_t, velocity, divergence, dimensions, t)
         return np.concatenate([drift[real], drift_divergence])
 
     initial = np.concatenate([x[real], np.zeros(batch)])
     event_of_entry = np.nonzero(real.reshape(batch, -1))[0]
-    solution = solve_ivp(derivative, (0.0, 1.0), initial, method=_EventwiseRK45, atol=atol, rtol=rtol,
+    solution = solve_ivp(derivative, time_span, initial, method=_EventwiseRK45, atol=atol, rtol=rtol,
                          event_of_entry=event_of_entry, dimensions=dimensions)
     if not solution.success:
-        raise RuntimeError(f"the probability-flow ODE did not reach t = 1: {solution.message}")
+        raise RuntimeError(f"the {process} ODE did not reach t = {time_span[1]:g}: {solution.message}")
     final = solution.y[:, -1]
     x_1 = padded(final[:-batch]).reshape(batch, -1)
     log_prior = -0.5 * np.sum(x_1**2, axis=1) - 0.5 * dimensions * np.log(2.0 * np.pi)
@@ -128,6 +139,15 @@ def _probability_flow(x, velocity, divergence, dimensions, t):
     score = -(sigma * x + alpha * velocity) / sigma
     score_divergence = -(sigma * dimensions + alpha * divergence) / sigma
     return f * x - 0.5 * g2 * score, f * dimensions - 0.5 * g2 * score_divergence
+
+
+def _flow_field(x, velocity, divergence, dimensions, t):
+    """(dx/dt, div(dx/dt)) of a flow-matching field: the network output is dx/dt itself."""
+    return velocity, divergence
+
+
+# process -> (the ODE's (dx/dt, div) from the network output, (t at the data end, t at the noise end))
+PROCESSES = {"diffusion": (_probability_flow, (0.0, 1.0)), "flow_matching": (_flow_field, (1.0, 0.0))}
 
 
 def _velocity_divergence(v_fn, x, t, mask, probe, args):

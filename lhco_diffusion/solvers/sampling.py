@@ -73,7 +73,7 @@ def sample(v_fn, x_init, num_steps: int, solver: str = "ddim2", mask=None, t_sta
     mask = tf.ones_like(x[..., :1]) if mask is None else tf.cast(mask, tf.float32)
     if mask.shape.rank != x.shape.rank:
         raise ValueError(f"mask must have shape (batch, ..., 1) for x of shape {x.shape}, not {mask.shape}")
-    return _integrate(v_fn, _STEPS[solver], x * mask, mask, times, tuple(args))
+    return integrate(v_fn, _STEPS[solver], x * mask, mask, times, tuple(args))
 
 
 def steps_below(solver: str, t_star: float, num_steps: int) -> int:
@@ -125,8 +125,9 @@ def _check(solver: str, num_steps: int) -> None:
 
 
 @tf.function(reduce_retracing=True)
-def _integrate(v_fn, step, x, mask, times, args):
-    """Apply ``step`` over consecutive pairs of ``times`` (n + 1,); returns the last result."""
+def integrate(v_fn, step, x, mask, times, args):
+    """Apply ``step(velocity, x, t, t_next) -> (x_next, result)`` over consecutive pairs of ``times``
+    (n + 1,), with velocity(x, t) = v_fn(x, t, *args) * mask; returns the last result."""
 
     def velocity(state, t):
         return v_fn(state, tf.fill([tf.shape(state)[0], 1], t), *args) * mask

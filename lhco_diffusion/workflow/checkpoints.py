@@ -1,15 +1,16 @@
-"""Training checkpoints: everything needed to sample from, or resume, a diffusion-model run.
+"""Training checkpoints: everything needed to sample from, or resume, a generator's run.
 
 A checkpoint is a directory (written atomically, by rank 0 only):
 
-    weights.index, weights.data-*   the DiffusionModel (networks and EMA networks) and the optimizer
+    weights.index, weights.data-*   the generator (networks and EMA networks) and the optimizer
     transforms.json                 the model-space statistics (``data.transforms.Stats``)
     config.yaml                     the full configuration the run used
     state.json                      epochs completed, best test loss, epochs since it improved,
                                     number of workers (absent in checkpoints written before it)
 
 ``<run_dir>/checkpoints/last`` is rewritten after every good epoch, ``best`` whenever the test
-loss improves. ``load`` rebuilds the model from the stored configuration alone.
+loss improves. ``load`` rebuilds the model, diffusion or flow matching, from the stored
+configuration alone.
 
 The checkpoint is the truth about its model: ``run_config`` refuses a command's configuration
 whose model-side settings (``MODEL_SECTIONS``, ``MODEL_DATA_KEYS``) differ from the stored ones,
@@ -29,10 +30,13 @@ from lhco_diffusion.config import Config
 from lhco_diffusion.data.transforms import Stats
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output, read_json, write_json
-from lhco_diffusion.models.diffusion import DiffusionModel
+from lhco_diffusion.models.build import build_generator
+from lhco_diffusion.models.generator import GenerativeModel
 
 WEIGHTS = "weights"
-MODEL_SECTIONS = ("transforms", "jet_model", "particle_model")  # fixed by the trained networks
+# Fixed by the trained networks (the generator key, then whole sections).
+MODEL_SECTIONS = ("transforms", "jet_model", "particle_model", "flow_matching_jet_model",
+                  "flow_matching_particle_model")
 # The data settings that decide what the model learned: P, the regions and the sideband splits
 # (the held-out split is the sideband reference; the seed draws it).
 MODEL_DATA_KEYS = ("npart", "signal_region", "sideband", "sideband_fractions", "seed")
@@ -43,13 +47,13 @@ FILES = ("weights.index", "transforms.json", "config.yaml", "state.json")
 class Checkpoint:
     """A restored checkpoint: the model (with EMA weights), its transforms, config and progress."""
 
-    model: DiffusionModel
+    model: GenerativeModel
     stats: Stats
     config: Config
     state: dict  # {"epoch": epochs completed, "best_loss": ..., "wait": ..., "workers": ...}
 
 
-def save(directory: str | os.PathLike, model: DiffusionModel, optimizer: tf.keras.optimizers.Optimizer,
+def save(directory: str | os.PathLike, model: GenerativeModel, optimizer: tf.keras.optimizers.Optimizer,
          stats: Stats, config: Config, state: dict) -> None:
     """Write a checkpoint directory atomically (a crash leaves the previous one intact)."""
     with atomic_output(directory) as temporary:
@@ -65,12 +69,12 @@ def load(directory: str | os.PathLike) -> Checkpoint:
     directory = _checked(directory)
     config = config_module.from_dict(yaml.safe_load((directory / "config.yaml").read_text()),
                                      source=str(directory / "config.yaml"))
-    model = DiffusionModel(config.jet_model, config.particle_model, config.training)
+    model = build_generator(config)
     restore(directory, model)
     return Checkpoint(model, Stats.load(directory / "transforms.json"), config, read_state(directory))
 
 
-def restore(directory: str | os.PathLike, model: DiffusionModel,
+def restore(directory: str | os.PathLike, model: GenerativeModel,
             optimizer: tf.keras.optimizers.Optimizer | None = None) -> None:
     """Load a checkpoint's weights into ``model`` (and its state into ``optimizer``, to resume).
 
@@ -95,6 +99,9 @@ def run_config(checkpoint: Checkpoint, command_config: Config) -> Config:
     """``command_config`` after checking that it agrees with the checkpoint on every model-side
     setting; ``InputError`` naming the first key that differs."""
     stored, given = checkpoint.config.to_dict(), command_config.to_dict()
+    if stored["generator"] != given["generator"]:
+        raise InputError(f"generator is {given['generator']} in {command_config.source} but the checkpoint "
+                         f"holds a {stored['generator']} model; use the training configuration")
     keys = [(section, key) for section in MODEL_SECTIONS for key in stored[section]]
     keys += [("data", key) for key in MODEL_DATA_KEYS]
     for section, key in keys:

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lhco_diffusion.config import Config
+from lhco_diffusion.data import processed
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output, write_json
 from lhco_diffusion.workflow import metrics, plotting, scores
@@ -22,10 +23,10 @@ from lhco_diffusion.workflow.tasks import HIGH_LEVEL_MODES
 
 
 def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.PathLike,
-             generated: str | os.PathLike | None = None, reference: str | os.PathLike | None = None) -> dict:
+             generated: list[str | os.PathLike] | None = None, reference: str | os.PathLike | None = None) -> dict:
     """Write the SIC/ROC figures of every mode in ``scores_dir``, the versus-nsig figures, the
-    generated-versus-reference figure (when both files are given) and summary.json/.md into
-    ``output``; returns the summary."""
+    generated-versus-reference figure (when both are given; ``generated`` holds one file per
+    generator) and summary.json/.md into ``output``; returns the summary."""
     output = Path(output)
     if (generated is None) != (reference is None):
         raise InputError("--generated and --reference must be given together")
@@ -56,14 +57,31 @@ def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.Pat
         figure = plotting.versus_nsig_figure(results_of, quantity, settings.band_quantiles, high_level)
         plotting.save(figure, output, f"{quantity}_vs_nsig", formats)
     if generated is not None:
-        histograms = plotting.feature_histograms(generated, reference)
+        by_generator = _by_generator(generated)
+        histograms = plotting.feature_histograms(by_generator, reference)
         plotting.save(plotting.feature_figure(histograms), output, "generated_vs_reference", formats)
-        summary["features"] = {"generated": str(generated), "reference": str(reference),
-                               "wasserstein": {name: _finite(plotting.wasserstein(histogram))
-                                               for name, histogram in histograms.items()}}
+        summary["features"] = {"generated": {label: str(path) for label, path in by_generator.items()},
+                               "reference": str(reference),
+                               "wasserstein": {label: {name: _finite(plotting.wasserstein(histogram, label))
+                                                       for name, histogram in histograms.items()}
+                                               for label in by_generator}}
     write_json(output / "summary.json", summary)
     _write(output / "summary.md", markdown(summary))
     return summary
+
+
+def _by_generator(paths) -> dict[str, Path]:
+    """``{generator: path}`` of the generated files, from the generator each records (diffusion if none)."""
+    generated = {}
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise InputError(f"generated events file {path} does not exist")
+        generator = processed.read_attrs(path).get("generator", "diffusion")
+        if generator in generated:
+            raise InputError(f"{generated[generator]} and {path} both hold {generator} events; "
+                             "give one file per generator")
+        generated[generator] = path
+    return generated
 
 
 def _finite(value: float) -> float | None:

@@ -32,7 +32,8 @@ OUTPUTS = ("log_p_jets", "log_p_particles", "n_constituents", "score")
 def event_log_likelihood(model, stats: transforms.Stats, events: Events, exact: bool,
                          atol: float = LikelihoodConfig.atol, rtol: float = LikelihoodConfig.rtol, seed=0,
                          batch_size: int = LikelihoodConfig.batch_size) -> dict[str, np.ndarray]:
-    """Log-likelihoods and anomaly scores of physical ``events`` (N) under a trained ``DiffusionModel``.
+    """Log-likelihoods and anomaly scores of physical ``events`` (N) under a trained generator
+    (diffusion or flow matching: ``model.process`` picks the ODE).
 
     Returns numpy arrays, log-likelihoods in nats:
         log_p_jets       (N,)    log p(jets | mjj), the jet model's density of the two jets
@@ -70,12 +71,12 @@ def event_log_likelihood(model, stats: transforms.Stats, events: Events, exact: 
         inputs = transforms.to_model(stats, events.select(rows))
         condition = tf.constant(inputs.condition)
         log_p_jets[rows] = log_likelihood(jet_velocity, inputs.jets, exact=True, atol=atol, rtol=rtol,
-                                          args=(condition,))
+                                          args=(condition,), process=model.process)
         jets, mask = tf.constant(inputs.jets), tf.constant(inputs.mask)
         per_jet = inputs.particles.reshape(-1, *inputs.particles.shape[2:])  # (2B, P, 3)
         log_p = log_likelihood(_per_jet_velocity, per_jet, mask=inputs.mask.reshape(*per_jet.shape[:2], 1),
                                exact=exact, atol=atol, rtol=rtol, seed=[*np.atleast_1d(seed), start],
-                               args=(particle_velocity, jets, condition, mask))
+                               args=(particle_velocity, jets, condition, mask), process=model.process)
         log_p_particles[rows] = log_p.reshape(-1, 2)
     return {"log_p_jets": log_p_jets, "log_p_particles": log_p_particles, "n_constituents": n_constituents,
             "score": anomaly_score(log_p_jets, log_p_particles, n_constituents)}

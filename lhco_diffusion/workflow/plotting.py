@@ -1,5 +1,6 @@
 """Figures of the evaluation: SIC and ROC bands, max SIC and AUC versus injected signal, and
 generated-versus-reference feature histograms with ratio panels (mplhep CMS-like style).
+As in the paper, curves of the diffusion generator are red and those of flow matching blue.
 
 Every figure is written once per format (``evaluation.formats``: png, pdf), each file atomically.
 Feature histograms are filled chunk by chunk, so files of any size fit in memory; the binning
@@ -30,6 +31,7 @@ EXPERIMENT_LABEL = ("LHCO R&D", "Simulation")
 FONT_SIZE = 20
 N_BINS = 40
 READ_CHUNK = 20_000  # events per chunk when filling histograms
+GENERATOR_COLORS = {"diffusion": "tab:red", "flow_matching": "tab:blue"}  # paper Figs. 4 to 7
 
 # name: (axis label, logarithmic x (bins), logarithmic y)
 FEATURES = {
@@ -125,6 +127,7 @@ def versus_nsig_figure(results: dict[str, list[Injection]], quantity: str,
                                  for part in ("median", "low", "high"))
             dashed = {"linestyle": "--", "markerfacecolor": "none"} if mode in high_level else {}
             ax.errorbar(nsig, median, yerr=[median - low, high - median], marker=marker, capsize=4,
+                        color=GENERATOR_COLORS.get(generator_of(mode)),
                         label=f"{mode} (4 features)" if mode in high_level else mode, **dashed)
         if quantity == "auc":
             ax.axhline(0.5, color="grey", linestyle=":")
@@ -135,6 +138,14 @@ def versus_nsig_figure(results: dict[str, list[Injection]], quantity: str,
         ax.legend(title=_band_title(quantiles), fontsize="small", title_fontsize="small")
         _label(ax)
     return figure
+
+
+def generator_of(mode: str) -> str | None:
+    """The generator whose templates a score directory's trainings used (``classify.method_name``:
+    ``...-flow_matching...`` for flow matching, other cwola and two-sample modes diffusion), or None."""
+    if "flow_matching" in mode:
+        return "flow_matching"
+    return "diffusion" if mode.startswith(("cwola", "two-sample")) else None
 
 
 def feature_values(events: Events) -> dict[str, np.ndarray]:
@@ -165,12 +176,13 @@ def binning(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return edges
 
 
-def feature_histograms(generated: str | os.PathLike, reference: str | os.PathLike,
+def feature_histograms(generated: dict[str, str | os.PathLike], reference: str | os.PathLike,
                        progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
-    """``{feature: {"edges", "generated", "reference"}}`` counts of both processed files."""
+    """``{feature: {"edges", "reference", <label>: counts...}}`` of the reference file and of each
+    generated file ``{label: path}`` (labels are generators: ``GENERATOR_COLORS``)."""
     edges = binning(feature_values(next(processed.chunks(reference, size=READ_CHUNK))))
     histograms = {name: {"edges": edge} for name, edge in edges.items()}
-    for sample, path in (("generated", generated), ("reference", reference)):
+    for sample, path in (*generated.items(), ("reference", reference)):
         counts = {name: np.zeros(len(edge) - 1) for name, edge in edges.items()}
         for events in tqdm(processed.chunks(path, size=READ_CHUNK), desc=f"histograms of {Path(path).name}",
                            total=-(-processed.count(path) // READ_CHUNK), unit="chunk", disable=not progress):
@@ -181,13 +193,18 @@ def feature_histograms(generated: str | os.PathLike, reference: str | os.PathLik
     return histograms
 
 
-def wasserstein(histogram: dict[str, np.ndarray]) -> float:
-    """Earth mover's distance between the binned generated and reference distributions."""
+def generated_samples(histogram: dict[str, np.ndarray]) -> list[str]:
+    """The labels of the generated samples of one feature's histograms."""
+    return [sample for sample in histogram if sample not in ("edges", "reference")]
+
+
+def wasserstein(histogram: dict[str, np.ndarray], sample: str) -> float:
+    """Earth mover's distance between the binned generated ``sample`` and reference distributions."""
     edges = histogram["edges"]
     centres = 0.5 * (edges[1:] + edges[:-1])
-    if histogram["generated"].sum() == 0 or histogram["reference"].sum() == 0:
+    if histogram[sample].sum() == 0 or histogram["reference"].sum() == 0:
         return float("nan")
-    return float(wasserstein_distance(centres, centres, histogram["generated"], histogram["reference"]))
+    return float(wasserstein_distance(centres, centres, histogram[sample], histogram["reference"]))
 
 
 def feature_figure(histograms: dict[str, dict[str, np.ndarray]]) -> Figure:
@@ -210,19 +227,22 @@ def _feature_panel(main: Axes, ratio: Axes, histogram: dict[str, np.ndarray], xl
                    log_x: bool, log_y: bool) -> None:
     edges = histogram["edges"]
     widths = np.diff(edges)
+    centres = np.sqrt(edges[1:] * edges[:-1]) if log_x else 0.5 * (edges[1:] + edges[:-1])
     densities = {}
-    for sample, color in (("reference", "black"), ("generated", "tab:red")):
+    for sample in ("reference", *generated_samples(histogram)):
         counts = histogram[sample]
         norm = max(counts.sum(), 1.0) * widths
         densities[sample] = (counts / norm, np.sqrt(counts) / norm)
+        color = "black" if sample == "reference" else GENERATOR_COLORS.get(sample, "tab:red")
         mplhep.histplot(counts / norm, edges, yerr=np.sqrt(counts) / norm, ax=main, color=color, label=sample)
-    generated, generated_error = densities["generated"]
     reference, reference_error = densities["reference"]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = generated / reference
-        error = value * np.hypot(generated_error / generated, reference_error / reference)
-    centres = np.sqrt(edges[1:] * edges[:-1]) if log_x else 0.5 * (edges[1:] + edges[:-1])
-    ratio.errorbar(centres, value, yerr=error, xerr=widths / 2, linestyle="none", marker=".", color="tab:red")
+    for sample in generated_samples(histogram):
+        generated, generated_error = densities[sample]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            value = generated / reference
+            error = value * np.hypot(generated_error / generated, reference_error / reference)
+        ratio.errorbar(centres, value, yerr=error, xerr=widths / 2, linestyle="none", marker=".",
+                       color=GENERATOR_COLORS.get(sample, "tab:red"))
     ratio.axhline(1.0, color="black", linewidth=1)
     ratio.set_ylim(0.5, 1.5)
     ratio.set_ylabel("gen./ref.", fontsize="small")

@@ -77,7 +77,7 @@ def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: C
               "num_steps": settings.num_steps}
     if resume and output.exists():
         _check_resumable(output, record)
-    attrs = {**(attrs or {}), **record, "config": config.to_yaml(),
+    attrs = {**(attrs or {}), **record, "generator": checkpoint.model.process, "config": config.to_yaml(),
              "code_version": importlib.metadata.version("lhco_diffusion")}
     npart = config.data.npart
     with processed.EventWriter(output, npart, attrs, resume=resume) as writer, \

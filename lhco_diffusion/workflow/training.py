@@ -1,4 +1,5 @@
-"""Train the jet and particle diffusion models on sideband background (DESIGN.md, Diffusion).
+"""Train the jet and particle models of the generator (``config.generator``: diffusion or flow
+matching) on sideband background (DESIGN.md, Diffusion; Flow matching).
 
     summary = training.train(config, resume=False)
 
@@ -26,7 +27,7 @@ from lhco_diffusion import distributed
 from lhco_diffusion.config import Config, TrainingConfig, expand
 from lhco_diffusion.data import dataset, selection, sources, transforms
 from lhco_diffusion.errors import InputError, TrainingDiverged
-from lhco_diffusion.models.diffusion import DiffusionModel
+from lhco_diffusion.models.build import build_generator
 
 @dataclasses.dataclass
 class TrainingData:
@@ -56,9 +57,22 @@ def training_data(config: Config, path: str | Path, stats: transforms.Stats | No
 
 
 def learning_rate(settings: TrainingConfig, workers: int, steps_per_epoch: int) -> tf.keras.optimizers.schedules.CosineDecay:
-    """Cosine decay to zero over all epochs from ``learning_rate`` (x ``workers`` if scaled)."""
-    initial = settings.learning_rate * (workers if settings.scale_learning_rate else 1)
-    return tf.keras.optimizers.schedules.CosineDecay(initial, decay_steps=settings.epochs * steps_per_epoch)
+    """Cosine decay to zero from ``learning_rate`` (x ``workers`` if scaled) over all epochs, after
+    a linear warm-up from zero over the first ``warmup_epochs`` (if any)."""
+    peak = settings.learning_rate * (workers if settings.scale_learning_rate else 1)
+    warmup = min(settings.warmup_epochs, settings.epochs) * steps_per_epoch
+    decay = max(settings.epochs * steps_per_epoch - warmup, 1)
+    if not warmup:
+        return tf.keras.optimizers.schedules.CosineDecay(peak, decay_steps=decay)
+    return tf.keras.optimizers.schedules.CosineDecay(0.0, decay_steps=decay, warmup_target=peak, warmup_steps=warmup)
+
+
+def optimizer(settings: TrainingConfig, workers: int, steps_per_epoch: int) -> tf.keras.optimizers.Optimizer:
+    """Adam, or AdamW with ``weight_decay`` (``training.optimizer``), on the ``learning_rate`` schedule."""
+    schedule = learning_rate(settings, workers, steps_per_epoch)
+    if settings.optimizer == "adamw":
+        return tf.keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay)
+    return tf.keras.optimizers.Adam(schedule)
 
 
 class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
@@ -115,7 +129,7 @@ class CheckpointWriter(tf.keras.callbacks.Callback):
 
 def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbacks.Callback] = (),
           rescale_workers: bool = False) -> dict:
-    """Train (or, with ``resume``, continue) the diffusion models of ``config``; see the module docstring.
+    """Train (or, with ``resume``, continue) the generator of ``config``; see the module docstring.
 
     ``callbacks`` run after the package's own (checkpoints are written before they see an epoch).
     A resumed run continues the cosine decay from its epoch count; with another number of
@@ -152,13 +166,12 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
 
     steps = settings.steps_per_epoch or dataset.steps_per_epoch(len(data.train), settings.batch_size, context.size)
     tf.keras.utils.set_random_seed(settings.seed)
-    model = DiffusionModel(config.jet_model, config.particle_model, settings, wrap_tape=distributed.wrap_tape,
-                           noise_seed=settings.seed * 100_003 + context.rank)
-    optimizer = tf.keras.optimizers.Adam(learning_rate(settings, context.size, steps))
+    model = build_generator(config, wrap_tape=distributed.wrap_tape, noise_seed=settings.seed * 100_003 + context.rank)
+    model_optimizer = optimizer(settings, context.size, steps)
     if state["epoch"]:
-        checkpoints.restore(paths["last"], model, optimizer)
-        optimizer.iterations.assign(state["epoch"] * steps)  # the schedule's place, kept if steps changed
-    model.compile(optimizer=optimizer)
+        checkpoints.restore(paths["last"], model, model_optimizer)
+        model_optimizer.iterations.assign(state["epoch"] * steps)  # the schedule's place, kept if steps changed
+    model.compile(optimizer=model_optimizer)
 
     def batches(inputs, shuffle):
         return dataset.diffusion_dataset(inputs, settings.batch_size, context.rank, context.size, shuffle=shuffle,
@@ -171,7 +184,7 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
     own = [distributed.broadcast_callback(model.variables), distributed.average_metrics_callback(),
            non_finite, early_stopping]
     if context.is_root:
-        own += _writers(paths, optimizer, data.stats, config, early_stopping, resumed=bool(state["epoch"]))
+        own += _writers(paths, model_optimizer, data.stats, config, early_stopping, resumed=bool(state["epoch"]))
     paths["last"].parent.mkdir(parents=True, exist_ok=True)
     verbose = (1 if sys.stdout.isatty() else 2) if context.is_root else 0
     history = model.fit(batches(data.train, True), validation_data=batches(data.test, False),

@@ -101,12 +101,16 @@ def classify(config: Config, mode: str, seed: int, data_path: str | os.PathLike,
 
 
 def method_name(task: Task, generated: str | os.PathLike | None = None) -> str:
-    """The score directory of a training: the mode (two-sample: ``two-sample-<region>``), and for
-    templates made by partial diffusion also their generation mode and t*, e.g.
-    ``cwola-partial-sb-t0.4``, so ``evaluate`` shows every generation method as its own curve."""
+    """The score directory of a training: the mode (two-sample: ``two-sample-<region>``), then for
+    templates of the flow-matching generator ``-flow_matching`` (diffusion, the paper's first
+    generator, adds nothing), and for templates made by partial diffusion their generation mode
+    and t*, e.g. ``cwola-flow_matching-partial-sb-t0.4``, so ``evaluate`` shows every generator and
+    generation method as its own curve."""
     name = task.mode if task.mode != "two-sample" else f"two-sample-{task.region}"
     if generated is not None:
         attrs = processed.read_attrs(generated)
+        if attrs.get("generator", "diffusion") != "diffusion":
+            name += f"-{attrs['generator']}"
         if attrs.get("mode", "noise") != "noise":
             name += f"-{attrs['mode']}-t{float(attrs['t_star']):g}"
     return name

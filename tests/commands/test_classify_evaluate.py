@@ -111,7 +111,7 @@ def test_evaluate_writes_every_figure_and_the_summaries(search):
         assert injection["auc"]["low"] <= injection["auc"]["median"] <= injection["auc"]["high"]
         assert injection["max_sic"]["median"] > 0
     assert summary["modes"]["supervised"]["injections"][0]["max_sic"]["median"] > 3
-    assert set(summary["features"]["wasserstein"]) == set(plotting.FEATURES)
+    assert set(summary["features"]["wasserstein"]["diffusion"]) == set(plotting.FEATURES)  # no generator attr
     table = (output / "summary.md").read_text()
     assert all(f"| {mode} |" in table for mode in modes)
 

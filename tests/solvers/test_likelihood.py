@@ -1,4 +1,4 @@
-"""lhco_diffusion.likelihood against Gaussians whose v-prediction and density are exact.
+"""lhco_diffusion.solvers.likelihood against Gaussians whose v-prediction and density are exact.
 
 The absolute floor of the ODE likelihood here is ~3e-4 nat per event: the N(0, I) prior at
 t = 1 ignores alpha_1 mu = 4.5e-5 mu; the tolerances below sit above it.

@@ -1,4 +1,4 @@
-"""lhco_diffusion.sampling against a Gaussian data distribution whose v-prediction is exact.
+"""lhco_diffusion.solvers.sampling against a Gaussian data distribution whose v-prediction is exact.
 
 For x ~ N(mu, s^2) (elementwise) and x_t = alpha x + sigma eps:
     x_t ~ N(alpha mu, alpha^2 s^2 + sigma^2),  E[x | x_t] = mu + alpha s^2 (x_t - alpha mu) / var,
