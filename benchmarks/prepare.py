@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -74,8 +75,11 @@ def _measure(args) -> int:
 
 
 def _python(code: str | None, *arguments: str) -> str:
+    """Run Python on the package of this checkout (not whichever one the environment installed)."""
     command = [sys.executable, *(["-c", code] if code else arguments)]
-    return subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    path = os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")]))
+    return subprocess.run(command, check=True, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": path}).stdout
 
 
 if __name__ == "__main__":
