@@ -98,7 +98,7 @@ class TrainingConfig:
 class SamplingConfig:
     """Generation with the trained diffusion models."""
 
-    solver: str = "ddim2"  # ddim | ddim2 | dpm2
+    solver: str = "ddim2"  # ddim | ddim2 | dpm2 | dpm2m (see lhco_diffusion.sampling)
     num_steps: int = 512
     n_events: int = 200_000  # SR background events to generate
     batch_size: int = 1000
@@ -200,7 +200,7 @@ class Config:
 
 CHOICES = {
     ("data", "kde_source"): ("signal_region", "sideband"),
-    ("sampling", "solver"): ("ddim", "ddim2", "dpm2"),
+    ("sampling", "solver"): ("ddim", "ddim2", "dpm2", "dpm2m"),
     ("sampling", "mode"): ("noise", "partial-sr", "partial-sb", "partial-ref"),
     ("flow", "classifier"): ("mlp", "hgb"),
 }
