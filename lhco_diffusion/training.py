@@ -27,6 +27,7 @@ from lhco_diffusion.data import dataset, processed, regions, sources, transforms
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError, TrainingDiverged
 from lhco_diffusion.models.diffusion import DiffusionModel
+from lhco_diffusion.models.generator import precision_policy
 
 READ_CHUNK = 50_000  # events read from the processed file at a time
 
@@ -159,17 +160,24 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
 
     steps = settings.steps_per_epoch or dataset.steps_per_epoch(len(data.train), settings.batch_size, context.size)
     tf.keras.utils.set_random_seed(settings.seed)
-    model = DiffusionModel(config.jet_model, config.particle_model, settings, wrap_tape=distributed.wrap_tape,
-                           noise_seed=settings.seed * 100_003 + context.rank)
+    with precision_policy(settings.mixed_precision):
+        model = DiffusionModel(config.jet_model, config.particle_model, settings, wrap_tape=distributed.wrap_tape,
+                               noise_seed=settings.seed * 100_003 + context.rank)
     optimizer = tf.keras.optimizers.Adam(learning_rate(settings, context.size, steps))
+    if settings.mixed_precision == "float16":
+        optimizer = tf.keras.mixed_precision.LossScaleOptimizer(optimizer)
     if state["epoch"]:
         checkpoints.restore(paths["last"], model, optimizer)
-    model.compile(optimizer=optimizer)
+    bucket_window = config.data.bucket_window if config.data.bucketing else None
+    if bucket_window:
+        model.real_particles_per_event = float(np.mean(data.train.mask.sum(axis=(1, 2))))
+    # Horovod's allreduce has no XLA kernel in a default build: the distributed step runs as a graph.
+    model.compile(optimizer=optimizer, jit_compile=settings.jit_compile and context.size == 1)
 
     def batches(inputs, shuffle):
         return dataset.diffusion_dataset(inputs, settings.batch_size, context.rank, context.size, shuffle=shuffle,
                                          seed=settings.seed, pad_to_longest=config.data.pad_to_longest,
-                                         first_batch=state["epoch"] * steps)
+                                         first_batch=state["epoch"] * steps, bucket_window=bucket_window)
 
     non_finite = StopOnNonFiniteLoss()
     early_stopping = ResumableEarlyStopping(settings.early_stopping_patience, state.get("best_loss", np.inf),
