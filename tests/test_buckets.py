@@ -84,3 +84,111 @@ def test_every_rank_takes_the_same_number_of_bucketed_steps():
         epoch = list(dataset.diffusion_dataset(inputs, 16, rank=rank, size=3, seed=1, bucket_window=2).take(steps))
         ids = np.concatenate([c.numpy()[:, 0] for _, _, c, _ in epoch]).astype(int)
         np.testing.assert_array_equal(np.sort(ids), dataset.shard(203, rank, 3))
+
+
+# ---------------------------------------------------------------- the loss does not see the grouping
+
+
+def _model(test_config, precision: str = "float32"):
+    from lhco_diffusion.models.diffusion import DiffusionModel
+    from lhco_diffusion.models.generator import precision_policy
+
+    tf.keras.utils.set_random_seed(3)
+    with precision_policy(precision):
+        return DiffusionModel(test_config.jet_model, test_config.particle_model, test_config.training)
+
+
+def test_a_jets_velocity_does_not_depend_on_the_padding_of_its_batch(test_config):
+    """So each event's loss term is the same in a bucket cut to its width as padded to P."""
+    model = _model(test_config)
+    inputs = _lhco_like(6, npart=40, seed=5)
+    args = [tf.constant(a) for a in (inputs.particles, np.full((6, 1), 0.3, np.float32), inputs.jets,
+                                     inputs.condition / 6, inputs.mask)]
+    full = model.particle_velocity(*args).numpy()
+    width = dataset.padded_width(dataset.longest_jet(inputs.mask).max(), 40)
+    cut = model.particle_velocity(args[0][:, :, :width], *args[1:4], args[4][:, :, :width]).numpy()
+    real = inputs.mask[:, :, :width] > 0
+    np.testing.assert_allclose(cut[real], full[:, :, :width][real], atol=1e-5)
+
+
+def test_weighting_by_real_particles_makes_the_bucketed_epoch_loss_the_per_particle_mean(test_config):
+    model = _model(test_config)
+    inputs = _lhco_like(256, npart=40, seed=6)
+    model.real_particles_per_event = float(inputs.mask.sum(axis=(1, 2)).mean())
+    # a per-particle "loss" larger in short jets (as 1/N is): plain batch means over-count them
+    error = inputs.mask / dataset.longest_jet(inputs.mask)[:, None, None]
+    exact = error.sum() / inputs.mask.sum()
+    weighted, plain = [], []
+    for _, _, condition, mask in dataset.diffusion_dataset(inputs, 16, seed=7, bucket_window=8).take(16):
+        rows = condition.numpy()[:, 0].astype(int)
+        batch_mean = tf.constant(error[rows].sum() / inputs.mask[rows].sum(), tf.float32)
+        losses = {"loss_jet": tf.constant(0.0), "loss_particle": batch_mean, "loss": batch_mean}
+        weighted.append(float(model._per_particle_weighted(losses, mask)["loss"]))
+        plain.append(float(batch_mean))
+    assert abs(np.mean(weighted) / exact - 1) < 1e-5
+    assert abs(np.mean(plain) / exact - 1) > 0.05  # short-jet batches would count too much
+
+
+# ---------------------------------------------------------------- generation
+
+
+def _stats():
+    from lhco_diffusion.data.transforms import Stats
+
+    return Stats(jet_mean=[-0.7, 0.0, 0.0, -2.5, 8.0], jet_std=[0.1, 1.0, 1.8, 0.6, 5.0],
+                 particle_mean=[-0.05, 0.0, 0.0], particle_std=[0.1, 0.2, 0.2],
+                 log_mjj_min=float(np.log(2300.0)), log_mjj_max=float(np.log(5000.0)), pt_rel_epsilon=1e-6)
+
+
+@pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
+def test_bucketed_generation_equals_unbucketed_event_by_event(test_config, jit_compile):
+    from lhco_diffusion import generation
+
+    model, stats = _model(test_config), _stats()
+    mjj = np.linspace(3300.0, 3700.0, 23)
+    whole, bucketed = (generation.generate_events(model, stats, mjj, 30, "dpm2m", 6, seed=8, bucket_size=size,
+                                                  jit_compile=jit_compile) for size in (None, 5))
+    n = whole.jets[..., 4]
+    assert len(np.unique(n)) > 4 and n.max() < 30  # buckets of different widths, all narrower than P
+    np.testing.assert_array_equal(bucketed.mask, whole.mask)
+    np.testing.assert_allclose(bucketed.jets, whole.jets, rtol=1e-6)
+    np.testing.assert_allclose(bucketed.particles, whole.particles, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_bucketed_partial_diffusion_equals_unbucketed_event_by_event(test_config):
+    from lhco_diffusion import generation
+
+    model, stats = _model(test_config), _stats()
+    source = generation.generate_events(model, stats, np.full(17, 3500.0), 30, "dpm2m", 6, seed=9)
+    whole, bucketed = (generation.partially_diffuse_events(model, stats, source, source.mjj * 0.98, 0.4, 30,
+                                                           "dpm2m", 8, seed=10, bucket_size=size)
+                       for size in (None, 4))
+    np.testing.assert_allclose(bucketed.jets, whole.jets, rtol=1e-6)
+    np.testing.assert_allclose(bucketed.particles, whole.particles, rtol=1e-4, atol=1e-6)
+
+
+# ---------------------------------------------------------------- mixed precision
+
+
+def _losses_over_training(test_config, precision: str, steps: int = 60) -> np.ndarray:
+    model = _model(test_config, precision)
+    model.compile(optimizer=tf.keras.optimizers.Adam(3e-3))
+    inputs = _lhco_like(64 * steps, npart=16, seed=11)
+    structured = inputs.particles * 0.1 + 0.5 * inputs.mask[..., None]  # narrow clusters: learnable
+    inputs = type(inputs)(structured, inputs.jets * 0.1 + 1.0, inputs.condition / len(inputs.condition), inputs.mask)
+    history = model.fit(dataset.diffusion_dataset(inputs, 64, seed=1, bucket_window=4), epochs=3,
+                        steps_per_epoch=steps // 3, verbose=0)
+    return model, np.array(history.history["loss"])
+
+
+@pytest.mark.slow
+def test_bfloat16_training_lowers_the_loss_like_float32(test_config):
+    model, float32 = _losses_over_training(test_config, "float32")
+    mixed_model, bfloat16 = _losses_over_training(test_config, "bfloat16")
+    layer = mixed_model.particle_network.layers[-1]
+    assert layer.compute_dtype == "bfloat16" and layer.variable_dtype == "float32"
+    assert all(w.dtype == tf.float32 for w in mixed_model.ema_particle_network.weights)
+    print(f"\nloss per epoch: float32 {np.round(float32, 3)}, bfloat16 {np.round(bfloat16, 3)}")
+    assert float32[-1] < 0.8 * float32[0] and bfloat16[-1] < 0.8 * bfloat16[0]
+    assert abs(bfloat16[-1] / float32[-1] - 1) < 0.1
