@@ -6,11 +6,18 @@ the bucket it was made in.
 """
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from lhco_diffusion.data import dataset
+from conftest import ROOT
 from test_data_dataset import _event_ids, _inputs
 
 
@@ -192,3 +199,29 @@ def test_bfloat16_training_lowers_the_loss_like_float32(test_config):
     print(f"\nloss per epoch: float32 {np.round(float32, 3)}, bfloat16 {np.round(bfloat16, 3)}")
     assert float32[-1] < 0.8 * float32[0] and bfloat16[-1] < 0.8 * bfloat16[0]
     assert abs(bfloat16[-1] / float32[-1] - 1) < 0.1
+
+
+# ---------------------------------------------------------------- Horovod
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="horovodrun is not installed next to this Python (make install builds it)")
+def test_horovod_ranks_take_equal_bucketed_step_counts(test_config, processed_file, tmp_path):
+    """Two ranks with multiplicity buckets and one pass over each shard per epoch (no fixed
+    steps_per_epoch): both take the same number of optimizer steps and end with equal weights."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    horovodrun = os.path.join(os.path.dirname(sys.executable), "horovodrun")
+    command = [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable,
+               str(ROOT / "tests" / "horovod_probe.py"), str(probe),
+               "--config", str(ROOT / "configs" / "test.yaml"),
+               "--set", f"paths.run_dir={tmp_path / 'run'}", "--set", f"paths.cache_dir={test_config.paths.cache_dir}",
+               "--set", "training.epochs=1", "--set", "data.bucketing=true", "--set", "data.bucket_window=2"]
+    environment = {**os.environ, "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=environment, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    ranks = [json.loads((probe / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    expected = dataset.steps_per_epoch(ranks[0]["n_train"], test_config.training.batch_size, size=2)
+    assert ranks[0]["steps"] == ranks[1]["steps"] == expected > 1
+    np.testing.assert_array_equal(np.load(probe / "weights0.npy"), np.load(probe / "weights1.npy"))
