@@ -1,12 +1,21 @@
 """Training throughput of the paper-size diffusion models (configs/lhco_279.yaml networks).
 
-    python benchmarks/train_step.py [--steps 5] [--batch-size 128] [--npart 279 30]
+    python benchmarks/train_step.py [--steps 4] [--batch-size 128] [--npart 279 30]
 
-For each P it times ``--steps`` training steps (after two untimed warm-up passes that trace every
-batch shape) on random model-space events whose multiplicities follow a gamma distribution with
-mean 60 and width 25 constituents, clipped to [1, P] (roughly the R=1.0 jets of the LHCO data),
-once with every batch padded to P and once with each batch cut to its longest jet
-(``data.pad_to_longest``). Prints events/s per configuration.
+For each P it draws ``data.bucket_window`` batches' worth of random model-space events whose
+multiplicities follow a gamma distribution with mean 60 and width 25 constituents, clipped to
+[1, P] (roughly the R=1.0 jets of the LHCO data), and times ``--steps`` training steps of
+``model.fit`` for each way of batching them:
+
+    padded to P          every batch P slots wide (the original scripts)
+    cut to longest jet   each batch cut to its longest jet (``data.pad_to_longest``)
+    bucketed             multiplicity buckets (``data.bucketing``, one shuffle window)
+    bucketed + XLA       the same with ``training.jit_compile``
+    bucketed + XLA + bf16  and ``training.mixed_precision: bfloat16``
+
+Each configuration takes the first ``--steps`` batches of its own pipeline and runs them twice:
+once untimed (it traces, and with XLA compiles, every batch shape; its duration is printed as
+"warm-up"), then timed. Prints events/s per configuration and the speed-up over padded to P.
 """
 from __future__ import annotations
 
@@ -24,8 +33,17 @@ from lhco_diffusion import config as config_module  # noqa: E402
 from lhco_diffusion.data.dataset import diffusion_dataset  # noqa: E402
 from lhco_diffusion.data.transforms import ModelInputs  # noqa: E402
 from lhco_diffusion.models.diffusion import DiffusionModel  # noqa: E402
+from lhco_diffusion.models.generator import precision_policy  # noqa: E402
 
 PAPER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "lhco_279.yaml"
+# name: (pipeline options of diffusion_dataset, jit_compile, mixed precision)
+CONFIGURATIONS = {
+    "padded to P": (dict(pad_to_longest=False), False, "float32"),
+    "cut to longest jet": (dict(pad_to_longest=True), False, "float32"),
+    "bucketed": (dict(bucket_window=True), False, "float32"),
+    "bucketed + XLA": (dict(bucket_window=True), True, "float32"),
+    "bucketed + XLA + bf16": (dict(bucket_window=True), True, "bfloat16"),
+}
 
 
 def random_inputs(n: int, npart: int, seed: int = 0) -> ModelInputs:
@@ -38,31 +56,54 @@ def random_inputs(n: int, npart: int, seed: int = 0) -> ModelInputs:
                        rng.uniform(-1, 1, (n, 1)).astype(np.float32), mask)
 
 
-def events_per_second(config, npart: int, batch_size: int, steps: int, pad_to_longest: bool) -> float:
-    inputs = random_inputs(batch_size * steps, npart)
-    model = DiffusionModel(config.jet_model, config.particle_model, config.training)
-    model.compile(optimizer=tf.keras.optimizers.Adam(1e-4))
-    batches = diffusion_dataset(inputs, batch_size, shuffle=True, pad_to_longest=pad_to_longest)
-    model.fit(batches, epochs=2, steps_per_epoch=steps, verbose=0)  # trace every batch shape
+def fixed_batches(inputs: ModelInputs, batch_size: int, steps: int, options: dict, bucket_window: int):
+    """The first ``steps`` batches of a pipeline, as a dataset that repeats them."""
+    if options.get("bucket_window"):
+        options = {**options, "bucket_window": bucket_window}
+    batches = list(diffusion_dataset(inputs, batch_size, seed=0, **options).take(steps))
+    shapes = [[None, *tensor.shape[1:]] for tensor in batches[0]]
+    shapes[0][2] = shapes[3][2] = None  # particles (B, 2, Pb, 3) and mask (B, 2, Pb): Pb varies
+    signature = tuple(tf.TensorSpec(shape, tf.float32) for shape in shapes)
+    return tf.data.Dataset.from_generator(lambda: iter(batches), output_signature=signature).repeat(), batches
+
+
+def events_per_second(config, inputs: ModelInputs, batch_size: int, steps: int, configuration) -> tuple[float, float]:
+    """(events/s of the timed pass, seconds of the untimed warm-up pass)."""
+    options, jit_compile, precision = configuration
+    data, batches = fixed_batches(inputs, batch_size, steps, options, config.data.bucket_window)
+    with precision_policy(precision):
+        model = DiffusionModel(config.jet_model, config.particle_model, config.training)
+    if options.get("bucket_window"):
+        model.real_particles_per_event = float(inputs.mask.sum(axis=(1, 2)).mean())
+    model.compile(optimizer=tf.keras.optimizers.Adam(1e-4), jit_compile=jit_compile)
     start = time.perf_counter()
-    model.fit(batches, epochs=1, steps_per_epoch=steps, verbose=0)
-    return batch_size * steps / (time.perf_counter() - start)
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)  # trace (compile) every batch shape
+    warm_up = time.perf_counter() - start
+    start = time.perf_counter()
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    events = sum(len(batch[2]) for batch in batches)
+    return events / (time.perf_counter() - start), warm_up
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--npart", type=int, nargs="+", default=[279, 30])
+    parser.add_argument("--only", nargs="+", choices=list(CONFIGURATIONS), default=list(CONFIGURATIONS))
     args = parser.parse_args()
     config = config_module.load(PAPER_CONFIG)
-    print(f"paper-size networks ({PAPER_CONFIG.name}), batch {args.batch_size}, "
-          f"{os.cpu_count()} CPU threads, TensorFlow {tf.__version__}")
+    print(f"paper-size networks ({PAPER_CONFIG.name}), batch {args.batch_size}, {args.steps} timed steps, "
+          f"bucket window {config.data.bucket_window} batches, {os.cpu_count()} CPU threads, "
+          f"TensorFlow {tf.__version__}")
     for npart in args.npart:
-        for pad_to_longest in (False, True):
-            rate = events_per_second(config, npart, args.batch_size, args.steps, pad_to_longest)
-            padding = "cut to longest jet" if pad_to_longest else f"padded to P={npart}"
-            print(f"P={npart:4d}  {padding:22s} {rate:8.1f} events/s")
+        inputs = random_inputs(args.batch_size * config.data.bucket_window, npart)
+        padded = None
+        for name in args.only:
+            rate, warm_up = events_per_second(config, inputs, args.batch_size, args.steps, CONFIGURATIONS[name])
+            padded = padded or (rate if name == "padded to P" else None)
+            ratio = f"{rate / padded:5.2f}x" if padded else "   - "
+            print(f"P={npart:4d}  {name:24s} {rate:8.1f} events/s  {ratio}  (warm-up {warm_up:5.1f} s)", flush=True)
     return 0
 
 

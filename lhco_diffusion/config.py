@@ -63,6 +63,8 @@ class DataConfig:
     kde_source: str = "signal_region"  # mjj values the KDE is fitted to: signal_region | sideband
     kde_bandwidth: float = 0.001  # TeV (Gaussian kernel on mjj in TeV)
     pad_to_longest: bool = True  # pad each batch only to its longest jet
+    bucketing: bool = True  # training batches of similar multiplicity (see lhco_diffusion.data.dataset)
+    bucket_window: int = 32  # batches per shuffle window inside which events are grouped by multiplicity
 
 
 @dataclass(frozen=True)
@@ -121,13 +123,15 @@ class TrainingConfig:
     warmup_epochs: int = 0  # linear warm-up to learning_rate before the cosine decay
     steps_per_epoch: int | None = None  # null -> one pass over the local shard
     seed: int = 1233
+    jit_compile: bool = True  # XLA-compile the training step (single worker; Horovod runs without)
+    mixed_precision: str = "float32"  # float32 | bfloat16 | float16: the networks' compute precision
 
 
 @dataclass(frozen=True)
 class SamplingConfig:
     """Generation with the trained diffusion models."""
 
-    solver: str = "ddim2"  # diffusion: ddim | ddim2 | dpm2; flow matching: euler | midpoint | heun
+    solver: str = "ddim2"  # diffusion: ddim | ddim2 | dpm2 | dpm2m; flow matching: euler | midpoint | heun
     num_steps: int = 512
     n_events: int = 200_000  # SR background events to generate
     batch_size: int = 1000
@@ -135,6 +139,8 @@ class SamplingConfig:
     t_star: float = 1.0  # partial diffusion: noise level the reverse pass starts from
     oversampling: int = 1  # partial diffusion: re-noisings of each source event
     seed: int = 7
+    bucket_size: int | None = 256  # events per multiplicity bucket of the particle sampler; null -> none
+    jit_compile: bool = True  # XLA-compile the sampler's step loop
 
 
 @dataclass(frozen=True)
@@ -232,12 +238,13 @@ class Config:
 
 # The generators and the sampling.solver values each accepts (lhco_diffusion.solvers.sampling.SOLVERS and
 # lhco_diffusion.solvers.flow.SOLVERS implement them; tests check that the lists agree).
-GENERATOR_SOLVERS = {"diffusion": ("ddim", "ddim2", "dpm2"), "flow_matching": ("euler", "midpoint", "heun")}
+GENERATOR_SOLVERS = {"diffusion": ("ddim", "ddim2", "dpm2", "dpm2m"), "flow_matching": ("euler", "midpoint", "heun")}
 SOLVERS = tuple(solver for solvers in GENERATOR_SOLVERS.values() for solver in solvers)
 
 CHOICES = {
     ("data", "kde_source"): ("signal_region", "sideband"),
     ("training", "optimizer"): ("adam", "adamw"),
+    ("training", "mixed_precision"): ("float32", "bfloat16", "float16"),
     ("sampling", "mode"): ("noise", "partial-sr", "partial-sb", "partial-ref"),
     ("flow", "classifier"): ("mlp", "hgb"),
 }
@@ -367,7 +374,8 @@ def _check_consistency(config: Config) -> None:
         )
     if abs(sum(data.sideband_fractions) - 1.0) > 1e-6 or min(data.sideband_fractions) <= 0:
         raise ConfigError(f"{config.source}: data.sideband_fractions must be positive and sum to 1")
-    for name, value in (("data.npart", data.npart), ("training.batch_size", config.training.batch_size)):
+    for name, value in (("data.npart", data.npart), ("training.batch_size", config.training.batch_size),
+                        ("data.bucket_window", data.bucket_window), ("sampling.bucket_size", config.sampling.bucket_size or 1)):
         if value < 1:
             raise ConfigError(f"{config.source}: {name} must be at least 1")
     if not 0.0 < config.sampling.t_star <= 1.0:

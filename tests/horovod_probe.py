@@ -3,7 +3,7 @@
     horovodrun -np 2 --gloo python tests/horovod_probe.py PROBE_DIR --config ... [--set ...]
 
 Each rank writes PROBE_DIR/rank<r>.json (rank, size, the training-event indices of its shard,
-the number of training events) and PROBE_DIR/weights<r>.npy (its final network and EMA weights, flattened; the loss
+the number of training events, the optimizer steps it took) and PROBE_DIR/weights<r>.npy (its final network and EMA weights, flattened; the loss
 trackers are per-rank by design), so
 the test can compare the ranks. The package itself is run unchanged; only ``dataset.shard`` is
 wrapped to observe which events each rank drew.
@@ -40,6 +40,7 @@ def recording_fit(model, *args, **kwargs):
     history = fit(model, *args, **kwargs)
     networks = (model.jet_network, model.particle_network, model.ema_jet_network, model.ema_particle_network)
     seen["weights"] = np.concatenate([w.ravel() for network in networks for w in network.get_weights()])
+    seen["steps"] = int(model.optimizer.iterations.numpy())
     return history
 
 
@@ -48,6 +49,7 @@ code = train.main(sys.argv[2:])
 context = distributed.current()
 train_call = seen["calls"][0]  # the training split's dataset is built first
 (probe / f"rank{context.rank}.json").write_text(json.dumps(
-    {"rank": context.rank, "size": context.size, "shard": train_call["indices"], "n_train": train_call["n"]}))
+    {"rank": context.rank, "size": context.size, "shard": train_call["indices"], "n_train": train_call["n"],
+     "steps": seen["steps"]}))
 np.save(probe / f"weights{context.rank}.npy", seen["weights"])
 sys.exit(code)

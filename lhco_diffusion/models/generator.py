@@ -7,7 +7,11 @@ process: how its velocity is integrated, which solvers apply, where the noise is
 else is here and identical for every generator:
 
     train_step   losses under a gradient tape (wrapped for Horovod), gradients clipped per
-                 tensor to ``training.clip_norm``, one optimizer step, the EMA update
+                 tensor to ``training.clip_norm``, one optimizer step, the EMA update; with
+                 ``real_particles_per_event`` set (multiplicity-bucketed batches,
+                 ``data.dataset``) the particle loss, a mean over the batch's real particles,
+                 is rescaled by real particles in the batch / their expected number, so that
+                 every particle of the epoch carries the same weight however the batches group them
     test_step    the same losses with one fixed noise draw per batch shape
     jet_velocity, particle_velocity
                  the EMA networks as the solvers' ``v_fn(x, t, *conditioning)``
@@ -17,6 +21,11 @@ model space (``data.transforms``). Every random draw is a stateless function of
 ``(noise_seed, optimizer step)`` (``NoiseStream``), so a resumed run draws exactly the noise the
 uninterrupted run would have. Give each Horovod worker its own ``noise_seed``.
 
+Mixed precision (``training.mixed_precision``): build the networks inside
+``precision_policy("bfloat16")``; their variables, outputs, the losses, the EMA copies and the
+samplers' state stay float32, only the layers compute in the lower precision (float16 adds
+Keras' dynamic loss scaling).
+
 The networks' calls are fixed for all generators:
 
     jet_network((jets_t (B, 2, 5), t (B, 1), condition (B, 1)))                    -> (B, 2, 5)
@@ -25,6 +34,7 @@ The networks' calls are fixed for all generators:
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import tensorflow as tf
@@ -57,6 +67,18 @@ def _identity(tape: tf.GradientTape) -> tf.GradientTape:
     return tape
 
 
+@contextlib.contextmanager
+def precision_policy(precision: str):
+    """Layers built inside compute in ``precision`` (float32 | bfloat16 | float16) with float32
+    variables (Keras mixed precision); the global policy is float32 again afterwards."""
+    policy = "float32" if precision == "float32" else f"mixed_{precision}"
+    tf.keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        tf.keras.mixed_precision.set_global_policy("float32")
+
+
 class GenerativeModel(tf.keras.Model):
     """Jet and particle velocity networks, their EMA copies and the shared training loop.
 
@@ -79,6 +101,7 @@ class GenerativeModel(tf.keras.Model):
         self.clip_norm = training.clip_norm
         self.wrap_tape = wrap_tape
         self.noise_seed = noise_seed
+        self.real_particles_per_event: float | None = None  # set for multiplicity-bucketed batches
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in LOSS_NAMES}
         # One pair of bound methods for the samplers' v_fn(x, t, *conditioning): the same objects
         # every time, so tf.function reuses its graphs from batch to batch instead of retracing.
@@ -108,14 +131,26 @@ class GenerativeModel(tf.keras.Model):
 
     def train_step(self, batch):
         noise = NoiseStream(self.noise_seed, self.optimizer.iterations)
+        scaled = isinstance(self.optimizer, tf.keras.mixed_precision.LossScaleOptimizer)
         with tf.GradientTape() as tape:
             losses = self.losses(batch, noise, training=True)
+            if self.real_particles_per_event:
+                losses = self._per_particle_weighted(losses, batch[3])
+            objective = self.optimizer.get_scaled_loss(losses["loss"]) if scaled else losses["loss"]
         variables = self.trainable_network_variables
-        gradients = self.wrap_tape(tape).gradient(losses["loss"], variables)
+        gradients = self.wrap_tape(tape).gradient(objective, variables)
+        if scaled:
+            gradients = self.optimizer.get_unscaled_gradients(gradients)
         gradients = [tf.clip_by_norm(gradient, self.clip_norm) for gradient in gradients]
         self.optimizer.apply_gradients(zip(gradients, variables))
         self._update_ema()
         return self._report(losses)
+
+    def _per_particle_weighted(self, losses: dict[str, tf.Tensor], mask: tf.Tensor) -> dict[str, tf.Tensor]:
+        """``losses`` with loss_particle x (real particles of mask (B, 2, P)) / (B x the mean per event)."""
+        expected = tf.cast(tf.shape(mask)[0], tf.float32) * self.real_particles_per_event
+        loss_particle = losses["loss_particle"] * tf.reduce_sum(tf.cast(mask, tf.float32)) / expected
+        return {**losses, "loss": losses["loss_jet"] + loss_particle, "loss_particle": loss_particle}
 
     def test_step(self, batch):
         return self._report(self.losses(batch, NoiseStream(self.noise_seed, TEST_NOISE_STEP), training=False))

@@ -41,7 +41,8 @@ class _ConditionedSetNetwork(tf.keras.Model):
         embeddings = [self.time_embedding(t), self.mjj_embedding(condition)]
         if self.extra_embedding is not None:
             embeddings.append(self.extra_embedding(extra))
-        return self.network(tokens, mask, self.merge(tf.concat(embeddings, axis=-1)))
+        velocity = self.network(tokens, mask, self.merge(tf.concat(embeddings, axis=-1)))
+        return tf.cast(velocity, tf.float32)  # float32 even when the layers compute in bfloat16
 
 
 class JetNetwork(_ConditionedSetNetwork):

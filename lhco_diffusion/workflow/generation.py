@@ -2,16 +2,22 @@
 
     generate_events(model, stats, mjj, npart, solver, num_steps, seed)
         jets given mjj -> multiplicities N rounded into [1, P] -> masks -> the particles of both
-        jets in one batched network call per step -> physical units (``data.transforms``)
+        jets, one batched network call per step and bucket -> physical units (``data.transforms``)
     partially_diffuse_events(model, stats, events, mjj, t_star, npart, solver, num_steps, seed)
         the same chain started from existing events noised to t_star (partial diffusion):
         jets re-diffused under the new mjj, particles re-diffused given the new jets
 
 Solvers and step counts are those of the model's process: ``solvers.sampling`` for diffusion,
-``solvers.flow`` for flow matching (``sampling.solver``,
-``sampling.num_steps``); the networks are the models' EMA copies. Generated particles are
-sorted by pT within each jet, as prepared data are, and new events are rotated about the beam
+``solvers.flow`` for flow matching (``sampling.solver``, ``sampling.num_steps``); the networks
+are the models' EMA copies. Generated particles are sorted by pT within each jet, as prepared data are, and new events are rotated about the beam
 by a uniformly random angle (the models work in each event's frame, see ``data.transforms``).
+
+With ``bucket_size`` the particle sampler runs over multiplicity buckets
+(``data.dataset.multiplicity_buckets``): events ordered by their longest jet, ``bucket_size`` at
+a time, each bucket cut to its own padded width, then put back in event order. The noise of
+all events is drawn first at full width and sliced, and padding never reaches a real particle,
+so an event comes out the same (to float rounding) in any bucket. ``jit_compile`` compiles
+the step loops with XLA (``sampling.jit_compile``).
 """
 from __future__ import annotations
 
@@ -20,50 +26,76 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from lhco_diffusion.solvers import sampling
-from lhco_diffusion.data import processed, transforms
+from lhco_diffusion.data import dataset, processed, transforms
 from lhco_diffusion.data.layout import N_INDEX
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.models.generator import GenerativeModel
-from lhco_diffusion.solvers import flow
-
+from lhco_diffusion.solvers import flow, sampling
 
 
 def solvers(model: GenerativeModel, solver: str):
-    """(sample, partial_diffusion) of the model's process (``sampling`` for diffusion,
-    ``solvers.flow`` for flow matching), after checking that ``solver`` is one of its solvers."""
+    """The ``solvers`` module of the model's process (``sampling`` for diffusion, ``flow`` for flow
+    matching) as (sample, noised, denoise), after checking that ``solver`` is one of its solvers."""
     module = flow if model.process == "flow_matching" else sampling
     if solver not in module.SOLVERS:
         raise InputError(f"sampling.solver '{solver}' does not apply to the {model.process} generator; "
                          f"choose one of {', '.join(module.SOLVERS)}")
     if module is flow:
-        return flow.sample, functools.partial(flow.partial_diffusion, sigma_min=model.sigma_min)
-    return sampling.sample, sampling.partial_diffusion
+        return flow.sample, functools.partial(flow.noised, sigma_min=model.sigma_min), flow.denoise
+    return sampling.sample, sampling.noised, sampling.denoise
 
 
 def generate_events(model: GenerativeModel, stats: transforms.Stats, mjj: np.ndarray, npart: int,
-                    solver: str, num_steps: int, seed) -> Events:
+                    solver: str, num_steps: int, seed, bucket_size: int | None = None,
+                    jit_compile: bool = False) -> Events:
     """Events (label 0) for the given mjj (B,) [GeV], P = ``npart`` slots per jet.
 
-    ``seed`` (an int or a sequence of ints, as numpy takes it) fixes the initial noise.
+    ``seed`` (an int or a sequence of ints, as numpy takes it) fixes the initial noise;
+    ``bucket_size`` and ``jit_compile``: see the module docstring.
     """
-    condition = tf.constant(transforms.condition(stats, mjj))
+    condition = transforms.condition(stats, mjj)
     rng = np.random.default_rng(seed)
-    sample, _ = solvers(model, solver)
+    sample, _, _ = solvers(model, solver)
     jet_velocity, particle_velocity = model.sampling_velocities
     jet_noise = rng.standard_normal((len(mjj), 2, 5)).astype(np.float32)
-    jets = sample(jet_velocity, jet_noise, num_steps, solver, args=(condition,))
-    mask = multiplicity_mask(stats, jets.numpy(), npart)
+    jets = sample(jet_velocity, jet_noise, num_steps, solver, args=(tf.constant(condition),),
+                           jit_compile=jit_compile).numpy()
+    mask = multiplicity_mask(stats, jets, npart)
     particle_noise = rng.standard_normal((len(mjj), 2, npart, 3)).astype(np.float32)
-    particles = sample(particle_velocity, particle_noise, num_steps, solver, mask=mask[..., None],
-                       args=(jets, condition, tf.constant(mask)))
+
+    def integrate(x, bucket_mask, args):
+        return sample(particle_velocity, x, num_steps, solver, mask=bucket_mask, args=args,
+                               jit_compile=jit_compile)
+
+    particles = particles_in_buckets(integrate, particle_noise, jets, condition, mask, bucket_size)
     event_azimuth = rng.uniform(-np.pi, np.pi, len(mjj))  # events are symmetric about the beam
-    return _physical(stats, particles.numpy(), jets.numpy(), mjj, mask, event_azimuth)
+    return _physical(stats, particles, jets, mjj, mask, event_azimuth)
+
+
+def particles_in_buckets(integrate, x, jets: np.ndarray, condition: np.ndarray, mask: np.ndarray,
+                         bucket_size: int | None) -> np.ndarray:
+    """Run a particle sampler bucket by bucket and return its result in event order.
+
+    integrate(x (b, 2, w, 3), mask (b, 2, w, 1), args=(jets, condition, mask (b, 2, w))) -> (b, 2, w, 3)
+    is called once per bucket of ``dataset.multiplicity_buckets(mask, bucket_size)`` (or once
+    for all events at full width when ``bucket_size`` is None) on the bucket's slice of the
+    state x (B, 2, P, 3), jets (B, 2, 5), condition (B, 1) and mask (B, 2, P).
+    Returns (B, 2, P, 3) float32, zero beyond each bucket's width.
+    """
+    buckets = (dataset.multiplicity_buckets(mask, bucket_size) if bucket_size
+               else [(np.arange(len(mask)), mask.shape[-1])])
+    result = np.zeros_like(np.asarray(x, np.float32))
+    for rows, width in buckets:
+        bucket_mask = mask[rows, :, :width]
+        args = (tf.constant(jets[rows]), tf.constant(condition[rows]), tf.constant(bucket_mask))
+        result[rows, :, :width] = integrate(x[rows, :, :width], bucket_mask[..., None], args)
+    return result
 
 
 def partially_diffuse_events(model: GenerativeModel, stats: transforms.Stats, events: Events, mjj: np.ndarray,
-                             t_star: float, npart: int, solver: str, num_steps: int, seed) -> Events:
+                             t_star: float, npart: int, solver: str, num_steps: int, seed,
+                             bucket_size: int | None = None, jit_compile: bool = False) -> Events:
     """Templates from existing ``events`` re-diffused from ``t_star`` under new ``mjj`` (B,) [GeV].
 
     The jets are noised to ``t_star`` and denoised conditioned on the new mjj; the particles are
@@ -72,19 +104,24 @@ def partially_diffuse_events(model: GenerativeModel, stats: transforms.Stats, ev
     ``t_star`` the output approaches the input, at ``t_star`` = 1 it is a fresh generation. The
     events keep their azimuth (the model works in each event's own frame).
     ``num_steps`` counts steps over the whole [0, 1] interval (``sampling.steps_below``,
-    ``solvers.flow.steps_above``).
+    ``flow.steps_above``).
     """
     inputs = transforms.to_model(stats, processed.resize(events, npart))
-    condition = tf.constant(transforms.condition(stats, mjj))
+    condition = transforms.condition(stats, mjj)
     jet_seed, particle_seed = np.random.default_rng(seed).integers(2**32, size=2)
-    _, partial_diffusion = solvers(model, solver)
+    _, noised, denoise = solvers(model, solver)
     jet_velocity, particle_velocity = model.sampling_velocities
-    jets = partial_diffusion(jet_velocity, inputs.jets, t_star, num_steps, solver, seed=jet_seed, args=(condition,))
-    jets = tf.constant(_with_multiplicity(stats, jets.numpy(), inputs.mask))
-    particles = partial_diffusion(particle_velocity, inputs.particles, t_star, num_steps, solver,
-                                  mask=inputs.mask[..., None], seed=particle_seed,
-                                  args=(jets, condition, tf.constant(inputs.mask)))
-    return _physical(stats, particles.numpy(), jets.numpy(), mjj, inputs.mask, transforms.azimuth(events.jets))
+    jets = denoise(jet_velocity, noised(inputs.jets, t_star, jet_seed), t_star, num_steps, solver,
+                   args=(tf.constant(condition),), jit_compile=jit_compile)
+    jets = _with_multiplicity(stats, jets.numpy(), inputs.mask)
+
+    def integrate(x, bucket_mask, args):
+        return denoise(particle_velocity, x, t_star, num_steps, solver, mask=bucket_mask, args=args,
+                                jit_compile=jit_compile)
+
+    particles_t = noised(inputs.particles, t_star, particle_seed).numpy()
+    particles = particles_in_buckets(integrate, particles_t, jets, condition, inputs.mask, bucket_size)
+    return _physical(stats, particles, jets, mjj, inputs.mask, transforms.azimuth(events.jets))
 
 
 def multiplicity_mask(stats: transforms.Stats, jets: np.ndarray, npart: int) -> np.ndarray:

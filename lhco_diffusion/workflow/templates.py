@@ -110,12 +110,13 @@ def _plan(config, data_path, region, n, seed, reference) -> dict:
 def _chunk(checkpoint: Checkpoint, config: Config, plan: dict, rows: slice, npart: int, seed) -> Events:
     settings = config.sampling
     mjj = plan["mjj"][rows]
+    speed = dict(bucket_size=settings.bucket_size, jit_compile=settings.jit_compile)
     if plan["source"] is None:
         return generation.generate_events(checkpoint.model, checkpoint.stats, mjj, npart, settings.solver,
-                                          settings.num_steps, seed)
+                                          settings.num_steps, seed, **speed)
     events = plan["source"].select(plan["rows"][rows])
     return generation.partially_diffuse_events(checkpoint.model, checkpoint.stats, events, mjj, settings.t_star,
-                                               npart, settings.solver, settings.num_steps, seed)
+                                               npart, settings.solver, settings.num_steps, seed, **speed)
 
 
 def _check_resumable(output: Path, record: dict) -> None:

@@ -28,6 +28,7 @@ from lhco_diffusion.config import Config, TrainingConfig, expand
 from lhco_diffusion.data import dataset, selection, sources, transforms
 from lhco_diffusion.errors import InputError, TrainingDiverged
 from lhco_diffusion.models.build import build_generator
+from lhco_diffusion.models.generator import precision_policy
 
 @dataclasses.dataclass
 class TrainingData:
@@ -68,11 +69,16 @@ def learning_rate(settings: TrainingConfig, workers: int, steps_per_epoch: int) 
 
 
 def optimizer(settings: TrainingConfig, workers: int, steps_per_epoch: int) -> tf.keras.optimizers.Optimizer:
-    """Adam, or AdamW with ``weight_decay`` (``training.optimizer``), on the ``learning_rate`` schedule."""
+    """Adam, or AdamW with ``weight_decay`` (``training.optimizer``), on the ``learning_rate`` schedule;
+    with loss scaling under float16 mixed precision."""
     schedule = learning_rate(settings, workers, steps_per_epoch)
     if settings.optimizer == "adamw":
-        return tf.keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay)
-    return tf.keras.optimizers.Adam(schedule)
+        chosen = tf.keras.optimizers.AdamW(schedule, weight_decay=settings.weight_decay)
+    else:
+        chosen = tf.keras.optimizers.Adam(schedule)
+    if settings.mixed_precision == "float16":  # float16 gradients underflow without loss scaling
+        return tf.keras.mixed_precision.LossScaleOptimizer(chosen)
+    return chosen
 
 
 class StopOnNonFiniteLoss(tf.keras.callbacks.Callback):
@@ -166,17 +172,23 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
 
     steps = settings.steps_per_epoch or dataset.steps_per_epoch(len(data.train), settings.batch_size, context.size)
     tf.keras.utils.set_random_seed(settings.seed)
-    model = build_generator(config, wrap_tape=distributed.wrap_tape, noise_seed=settings.seed * 100_003 + context.rank)
+    with precision_policy(settings.mixed_precision):
+        model = build_generator(config, wrap_tape=distributed.wrap_tape,
+                                noise_seed=settings.seed * 100_003 + context.rank)
     model_optimizer = optimizer(settings, context.size, steps)
     if state["epoch"]:
         checkpoints.restore(paths["last"], model, model_optimizer)
         model_optimizer.iterations.assign(state["epoch"] * steps)  # the schedule's place, kept if steps changed
-    model.compile(optimizer=model_optimizer)
+    bucket_window = config.data.bucket_window if config.data.bucketing else None
+    if bucket_window:
+        model.real_particles_per_event = float(np.mean(data.train.mask.sum(axis=(1, 2))))
+    # Horovod's allreduce has no XLA kernel in a default build: the distributed step runs as a graph.
+    model.compile(optimizer=model_optimizer, jit_compile=settings.jit_compile and context.size == 1)
 
     def batches(inputs, shuffle):
         return dataset.diffusion_dataset(inputs, settings.batch_size, context.rank, context.size, shuffle=shuffle,
                                          seed=settings.seed, pad_to_longest=config.data.pad_to_longest,
-                                         first_batch=state["epoch"] * steps)
+                                         first_batch=state["epoch"] * steps, bucket_window=bucket_window)
 
     non_finite = StopOnNonFiniteLoss()
     early_stopping = ResumableEarlyStopping(settings.early_stopping_patience, state.get("best_loss", np.inf),
