@@ -86,8 +86,8 @@ def sample(v_fn, x_init, num_steps: int, solver: str = "ddim2", mask=None, t_sta
     """
     if not 0.0 < t_start <= 1.0:
         raise ValueError(f"t_start must be in (0, 1], not {t_start}")
-    return integrate(v_fn, _SOLVERS[solver], x_init, mask, time_grid(solver, num_steps, t_start), args,
-                     jit_compile)
+    times = time_grid(solver, num_steps, t_start)  # checks the solver and the step count
+    return integrate(v_fn, _SOLVERS[solver], x_init, mask, times, args, jit_compile)
 
 
 def integrate(v_fn, solver: Solver, x_init, mask, times, args=(), jit_compile: bool = False) -> tf.Tensor:

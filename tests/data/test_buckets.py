@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from lhco_diffusion.data import dataset
 from conftest import ROOT
-from test_data_dataset import _event_ids, _inputs
+from test_dataset import _event_ids, _inputs
 
 
 def _lhco_like(n: int, npart: int = 40, seed: int = 0):
