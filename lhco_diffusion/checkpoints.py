@@ -8,7 +8,9 @@ A checkpoint is a directory (written atomically, by rank 0 only):
     state.json                      epochs completed, best test loss, epochs since it improved
 
 ``<run_dir>/checkpoints/last`` is rewritten after every good epoch, ``best`` whenever the test
-loss improves. ``load`` rebuilds the model from the stored configuration alone.
+loss improves; each rewrite swaps whole directories (``files.atomic_output``) and every reader
+first recovers a swap that was killed midway. ``load`` rebuilds the model from the stored
+configuration alone. A damaged checkpoint (a truncated or foreign file) is an ``InputError``.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from lhco_diffusion import config as config_module
 from lhco_diffusion.config import Config
 from lhco_diffusion.data.transforms import Stats
 from lhco_diffusion.errors import InputError
-from lhco_diffusion.files import atomic_output
+from lhco_diffusion.files import atomic_output, recover
 from lhco_diffusion.models.diffusion import DiffusionModel
 
 WEIGHTS = "weights"
@@ -55,7 +57,7 @@ def save(directory: str | os.PathLike, model: DiffusionModel, optimizer: tf.kera
 def load(directory: str | os.PathLike) -> Checkpoint:
     """Rebuild the model of a checkpoint from its stored configuration and restore its weights."""
     directory = _checked(directory)
-    config = config_module.from_dict(yaml.safe_load((directory / "config.yaml").read_text()),
+    config = config_module.from_dict(_read(directory / "config.yaml", yaml.safe_load),
                                      source=str(directory / "config.yaml"))
     model = DiffusionModel(config.jet_model, config.particle_model, config.training)
     restore(directory, model)
@@ -74,7 +76,11 @@ def restore(directory: str | os.PathLike, model: DiffusionModel,
     if optimizer is not None:
         optimizer.build(model.jet_network.trainable_variables + model.particle_network.trainable_variables)
         objects["optimizer"] = optimizer
-    status = tf.train.Checkpoint(**objects).read(str(directory / WEIGHTS))
+    try:
+        status = tf.train.Checkpoint(**objects).read(str(directory / WEIGHTS))
+    except (IndexError, tf.errors.OpError):  # what TensorFlow raises for a truncated or foreign file
+        raise InputError(f"{directory} is damaged: its weights cannot be read (truncated or corrupted "
+                         "weights.* files); use the other checkpoint or train again") from None
     try:
         status.assert_existing_objects_matched()
     except AssertionError as error:
@@ -85,11 +91,25 @@ def restore(directory: str | os.PathLike, model: DiffusionModel,
 
 def read_state(directory: str | os.PathLike) -> dict:
     """The progress record of a checkpoint (epochs completed, best loss, wait)."""
-    return json.loads((_checked(directory) / "state.json").read_text())
+    state = _read(_checked(directory) / "state.json", json.loads)
+    if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+        raise InputError(f"{Path(directory) / 'state.json'} is damaged: it records no epoch")
+    return state
+
+
+def _read(path: Path, parse):
+    """``parse`` of a checkpoint's text file, or ``InputError`` if it is damaged."""
+    try:
+        return parse(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError):
+        raise InputError(f"{path} is damaged: it cannot be parsed; use the other checkpoint or train again") from None
 
 
 def _checked(directory: str | os.PathLike) -> Path:
+    """``directory`` after recovering an interrupted rewrite; ``InputError`` unless it holds
+    every checkpoint file."""
     directory = Path(directory)
+    recover(directory)
     missing = [name for name in FILES if not (directory / name).is_file()]
     if missing:
         raise InputError(f"{directory} is not a training checkpoint (missing {', '.join(missing)}); "

@@ -13,7 +13,8 @@ process (under ``horovodrun`` only rank 0 works).
 ``--data`` overrides the processed file of the configuration; the scores go to
 ``--output`` (default ``<run_dir>/scores/<mode>/``, two-sample: ``scores/two-sample-<region>/``,
 templates from partial diffusion: ``scores/<mode>-<generation mode>-t<t*>/``)
-as ``nsig<N>_seed<S>.h5``. Runs under ``horovodrun`` with the data sharded over the workers.
+as ``nsig<N>_seed<S>.h5``; an existing score file is replaced only with ``--overwrite`` (checked
+before training). Runs under ``horovodrun`` with the data sharded over the workers.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from lhco_diffusion.errors import InputError
 
 
 def main(argv=None) -> int:
-    parser = cli.parser(__doc__.splitlines()[0])
+    parser = cli.parser(__doc__.splitlines()[0], overwrite=True)
     parser.add_argument("--mode", required=True, choices=weak_supervision.MODES)
     parser.add_argument("--data", type=Path, help="processed file of signal and background (default: config)")
     parser.add_argument("--generated", type=Path, help="generated events (cwola, two-sample)")
@@ -42,6 +43,8 @@ def main(argv=None) -> int:
 
 def _classify(args) -> None:
     config = cli.load_config(args)
+    cli.check_at_least("--nsig", args.nsig, 0)
+    cli.check_at_least("--seed", args.seed, 0)
     context = distributed.init()
     if not context.is_root:
         warnings.simplefilter("ignore")
@@ -51,19 +54,27 @@ def _classify(args) -> None:
             return
         split = _split(config, data_path)
         task = high_level.signal_region_task(args.mode, config, split, args.nsig, data_path, args.seed)
+        path = _score_path(args, config, task)
         scores, record = high_level.train_and_score(task, config, args.seed)
     else:
         task = _task(args, config, data_path)
+        path = _score_path(args, config, task)
         scores, record = weak_supervision.train_and_score(task, config, args.seed, context)
     if not context.is_root:
         return
     inputs = {"data": data_path, "generated": args.generated or "", "reference": args.reference or ""}
-    scores_dir = config_module.expand(config.paths.run_dir) / "scores"
-    directory = args.output or scores_dir / method_name(task, args.generated)
-    path = directory / weak_supervision.score_name(task.nsig, args.seed)
     auc = weak_supervision.write_scores(path, scores, task, args.seed, config, {**record, **inputs})
     print(f"{task.mode} nsig={task.nsig} seed={args.seed}: test AUC {auc:.4f} on {len(task.test)} "
           f"independent events; wrote {path}")
+
+
+def _score_path(args, config, task: weak_supervision.Task) -> Path:
+    """Where the scores of this training go; ``InputError`` if the file exists without --overwrite."""
+    scores_dir = config_module.expand(config.paths.run_dir) / "scores"
+    directory = args.output or scores_dir / method_name(task, args.generated)
+    path = directory / weak_supervision.score_name(task.nsig, args.seed)
+    cli.refuse_existing(path, args.overwrite)
+    return path
 
 
 def _task(args, config, data_path) -> weak_supervision.Task:

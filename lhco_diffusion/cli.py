@@ -60,6 +60,12 @@ def refuse_existing(path: str | os.PathLike, overwrite: bool) -> None:
         raise InputError(f"{path} exists; pass --overwrite to replace it or choose another output")
 
 
+def check_at_least(option: str, value: int | None, minimum: int) -> None:
+    """``InputError`` unless a numeric command-line option is unset or at least ``minimum``."""
+    if value is not None and value < minimum:
+        raise InputError(f"{option} must be at least {minimum}, not {value}")
+
+
 def run(body: typing.Callable[[], int | None]) -> int:
     """Call ``body`` and return its exit code (see the module docstring for the codes).
 

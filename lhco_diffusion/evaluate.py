@@ -7,6 +7,8 @@
 Writes sic_<mode>, roc_<mode>, max_sic_vs_nsig, auc_vs_nsig (and generated_vs_reference) in
 every ``evaluation.formats``, plus summary.json and summary.md. In the versus-nsig figures the
 CATHODE baseline's modes (four high-level features) are drawn dashed beside the full ones.
+Every input is read and checked before the first file is written; an existing evaluation
+(its summary.json) is replaced only with ``--overwrite``.
 """
 from __future__ import annotations
 
@@ -19,11 +21,11 @@ from tqdm import tqdm
 
 from lhco_diffusion import cli, metrics, plotting, weak_supervision
 from lhco_diffusion.errors import InputError
-from lhco_diffusion.files import atomic_output
+from lhco_diffusion.files import atomic_output, writable_directory
 
 
 def main(argv=None) -> int:
-    parser = cli.parser(__doc__.splitlines()[0])
+    parser = cli.parser(__doc__.splitlines()[0], overwrite=True)
     parser.add_argument("--scores", type=Path, required=True, help="directory of score files (per mode)")
     parser.add_argument("--output", type=Path, required=True, help="directory for plots and summaries")
     parser.add_argument("--generated", type=Path, help="generated events to compare with --reference")
@@ -38,14 +40,17 @@ def _evaluate(args) -> None:
         raise InputError("--generated and --reference must be given together")
     settings, formats = config.evaluation, config.evaluation.formats
     groups = weak_supervision.collect_scores(args.scores, expected_seeds=config.classifier.seeds)
+    histograms = None if args.generated is None else plotting.feature_histograms(args.generated, args.reference)
+    results_of = {name: metrics.injections([(f.nsig, f.seed, f.score, f.label) for f in files],
+                                           settings.min_background_events, settings.band_quantiles)
+                  for name, files in groups.items()}
+    cli.refuse_existing(args.output / "summary.json", args.overwrite)
+    writable_directory(args.output)
     summary = {"scores": str(args.scores), "config": config.source, "modes": {},
                "min_background_events": settings.min_background_events,
                "band_quantiles": list(settings.band_quantiles)}
-    results_of = {}
     for name, files in tqdm(groups.items(), desc="modes", unit="mode"):
-        trainings = [(f.nsig, f.seed, f.score, f.label) for f in files]
-        results = results_of[name] = metrics.injections(trainings, settings.min_background_events,
-                                                        settings.band_quantiles)
+        results = results_of[name]
         curves = {result.nsig: result.curves for result in results}
         for quantity, prefix in (("sic", "sic"), ("rejection", "roc")):
             figure = plotting.curve_figure(name, curves, quantity, settings.band_quantiles)
@@ -62,8 +67,7 @@ def _evaluate(args) -> None:
     for quantity in ("max_sic", "auc"):
         figure = plotting.versus_nsig_figure(results_of, quantity, settings.band_quantiles, high_level)
         plotting.save(figure, args.output, f"{quantity}_vs_nsig", formats)
-    if args.generated is not None:
-        histograms = plotting.feature_histograms(args.generated, args.reference)
+    if histograms is not None:
         plotting.save(plotting.feature_figure(histograms), args.output, "generated_vs_reference", formats)
         summary["features"] = {"generated": str(args.generated), "reference": str(args.reference),
                                "wasserstein": {name: _finite(plotting.wasserstein(histogram))

@@ -255,10 +255,11 @@ OUTPUTS = ("log_p_jets", "log_p_particles", "n_constituents", "score")
 
 def main(argv=None) -> int:
     """Write log-likelihoods and anomaly scores of a processed file's events (see the module docstring)."""
-    parser = cli.parser("Probability-flow ODE log-likelihoods and anomaly scores of processed events.")
+    parser = cli.parser("Probability-flow ODE log-likelihoods and anomaly scores of processed events.",
+                        overwrite=True)
     parser.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint directory of train")
     parser.add_argument("--input", type=Path, required=True, help="processed HDF5 file of events")
-    parser.add_argument("--output", type=Path, required=True, help="HDF5 file to write (must not exist)")
+    parser.add_argument("--output", type=Path, required=True, help="HDF5 file to write")
     divergence = parser.add_mutually_exclusive_group()
     divergence.add_argument("--exact", dest="exact", action="store_true", default=None,
                             help="exact particle divergence (default: likelihood.exact_divergence)")
@@ -273,16 +274,18 @@ def main(argv=None) -> int:
 
 
 def _write_likelihoods(args) -> None:
+    if args.batch_size is not None:
+        args.overrides.append(f"likelihood.batch_size={args.batch_size}")
     config = cli.load_config(args)
     settings = config.likelihood
     exact = settings.exact_divergence if args.exact is None else args.exact
-    batch_size = settings.batch_size if args.batch_size is None else args.batch_size
+    batch_size = settings.batch_size
+    cli.check_at_least("--limit", args.limit, 1)
     n = processed.count(args.input)
     n = n if args.limit is None else min(n, args.limit)
-    if n < 1 or batch_size < 1:
-        raise InputError(f"nothing to do: {n} events from {args.input} with batch size {batch_size}")
-    if args.output.exists():
-        raise InputError(f"{args.output} exists; remove it or choose another --output")
+    if n < 1:
+        raise InputError(f"{args.input} holds no events")
+    cli.refuse_existing(args.output, args.overwrite)
     checkpoint = checkpoints.load(args.checkpoint)
     results, mjj, label = [], [], []
     with tqdm(total=n, unit="ev", desc="log-likelihood", disable=args.quiet) as bar:
@@ -303,7 +306,7 @@ def _write_likelihoods(args) -> None:
             "exact": exact, "atol": settings.atol, "rtol": settings.rtol, "seed": args.seed,
             "batch_size": batch_size, "npart": config.data.npart,
             "units": "nats, of the model-space variables (no Jacobian of data.transforms)",
-            "code_version": importlib.metadata.version("lhco_diffusion"),
+            "code_version": importlib.metadata.version("lhco_diffusion"), "complete": True,
         })
     print(f"wrote log-likelihoods of {n} events ({'exact' if exact else 'Hutchinson'} divergence) to {args.output}")
 

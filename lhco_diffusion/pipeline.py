@@ -57,7 +57,7 @@ def _pipeline(args) -> None:
                 _step(f"classify {mode} nsig={nsig} seed={seed}", classify.main,
                       shared + ["--mode", mode, "--nsig", str(nsig), "--seed", str(seed),
                                 "--generated", str(generated), "--output", str(scores / mode)])
-    _step("evaluate", evaluate.main, shared + ["--scores", str(scores), "--output", str(evaluation),
+    _step("evaluate", evaluate.main, shared + ["--overwrite", "--scores", str(scores), "--output", str(evaluation),
                                                "--generated", str(generated), "--reference", str(reference)])
     print(f"SIC and ROC plots: {evaluation}/sic_*.png, {evaluation}/roc_*.png, {evaluation}/max_sic_vs_nsig.png")
     print(f"summary table: {evaluation / 'summary.md'}")
