@@ -243,6 +243,25 @@ def test_the_resume_command_in_the_message_completes_the_file(interrupted_sample
     processed.validate(processed.load(completed))
 
 
+@pytest.mark.slow
+def test_a_sigkilled_sample_is_refused_until_resumed(test_config, trained_checkpoint, tmp_path):
+    output = tmp_path / "SR.h5"
+    argv = [*_common(test_config, tmp_path / "run"), "--checkpoint", str(trained_checkpoint),
+            "--output", str(output), "--n", "300", "--batch-size", "100"]
+    process = subprocess.Popen([sys.executable, "-m", "lhco_diffusion.sample", *argv], stderr=subprocess.PIPE,
+                               stdout=subprocess.DEVNULL, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    progress = b""
+    while b"100/300" not in progress and process.poll() is None:  # the progress bar after the first chunk
+        progress += process.stderr.read(1)
+    process.kill()
+    process.wait()
+    process.stderr.close()
+    with pytest.raises(InputError, match=r"incomplete: the run writing it stopped after 100 events; .*--resume"):
+        processed.count(output)
+    assert sample.main([*argv, "--quiet", "--resume"]) == 0
+    assert processed.count(output) == 300
+
+
 def _processed_copy(source: Path, path: Path, n: int = 60, change=None) -> Path:
     events = processed.load(source, 0, n)
     if change is not None:
@@ -313,7 +332,8 @@ def test_train_resume_refuses_a_truncated_checkpoint(test_config, trained_checkp
     run = tmp_path / "run"
     last = _truncated_copy(trained_checkpoint, run / "checkpoints" / "last")
     before = {path.name: path.read_bytes() for path in last.iterdir()}
-    _refused(train_command.main([*_common(test_config, run), "--resume"]), capsys, last, "damaged")
+    code = train_command.main([*_common(test_config, run, "training.epochs=4"), "--resume"])  # 2 epochs left
+    _refused(code, capsys, last, "damaged")
     assert {path.name: path.read_bytes() for path in last.iterdir()} == before
     assert [path.name for path in run.iterdir()] == ["checkpoints"]  # no log, no TensorBoard events
 
