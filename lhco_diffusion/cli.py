@@ -70,7 +70,7 @@ def run(body: typing.Callable[[], int | None]) -> int:
     """Call ``body`` and return its exit code (see the module docstring for the codes).
 
     A ``KeyboardInterrupt`` raised with a message (``KeyboardInterrupt("... kept ...")``) has
-    that message printed; a bare one means no output was touched (all are written atomically).
+    that message printed; a bare one means every output is complete or absent (written atomically).
     """
     try:
         return body() or 0
@@ -84,7 +84,7 @@ def run(body: typing.Callable[[], int | None]) -> int:
         print(f"error: {error}", file=sys.stderr)
         return DIVERGED_EXIT_CODE
     except KeyboardInterrupt as error:
-        kept = str(error) or "no output was written or changed (outputs are written whole or not at all)"
+        kept = str(error) or "every output is either complete or absent (each is written whole or not at all)"
         print(f"interrupted: {kept}", file=sys.stderr)
         return INTERRUPTED_EXIT_CODE
 
