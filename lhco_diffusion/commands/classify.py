@@ -13,7 +13,8 @@ process (under ``horovodrun`` only rank 0 works).
 ``--data`` overrides the processed file of the configuration; the scores go to
 ``--output`` (default ``<run_dir>/scores/<mode>/``, two-sample: ``scores/two-sample-<region>/``,
 templates from partial diffusion: ``scores/<mode>-<generation mode>-t<t*>/``)
-as ``nsig<N>_seed<S>.h5``. Runs under ``horovodrun`` with the data sharded over the workers.
+as ``nsig<N>_seed<S>.h5``; an existing score file is replaced only with ``--overwrite`` (checked
+before training). Runs under ``horovodrun`` with the data sharded over the workers.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from lhco_diffusion.workflow import tasks, weak_supervision
 
 
 def main(argv=None) -> int:
-    parser = cli.parser(__doc__.splitlines()[0])
+    parser = cli.parser(__doc__.splitlines()[0], overwrite=True)
     parser.add_argument("--mode", required=True, choices=tasks.MODES)
     parser.add_argument("--data", type=Path, help="processed file of signal and background (default: config)")
     parser.add_argument("--generated", type=Path, help="generated events (cwola, two-sample)")
@@ -42,12 +43,14 @@ def main(argv=None) -> int:
 
 def _classify(args) -> None:
     config = cli.load_config(args)
+    cli.check_at_least("--nsig", args.nsig, 0)
+    cli.check_at_least("--seed", args.seed, 0)
     context = distributed.init()
     if not context.is_root:
         warnings.simplefilter("ignore")
     data_path = args.data or sources.processed_file(config, progress=context.is_root)
     written = weak_supervision.classify(config, args.mode, args.seed, data_path, args.nsig, args.generated,
-                                        args.reference, args.region, args.output, context)
+                                        args.reference, args.region, args.output, args.overwrite, context)
     if written:
         path, auc = written
-        print(f"{args.mode} seed={args.seed}: test AUC {auc:.4f}; wrote {path}")
+        print(f"{args.mode} nsig={args.nsig} seed={args.seed}: test AUC {auc:.4f}; wrote {path}")

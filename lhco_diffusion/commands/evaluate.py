@@ -7,7 +7,9 @@
 Writes sic_<mode>, roc_<mode>, max_sic_vs_nsig, auc_vs_nsig (and generated_vs_reference) in
 every ``evaluation.formats``, plus summary.json and summary.md (``workflow.evaluation``).
 ``--generated`` takes one sample per generator (diffusion red, flow matching blue, as in the
-paper's Figs. 4 and 5); the generator of a file is the one its attrs record.
+paper's Figs. 4 and 5); the generator of a file is the one its attrs record. Every input is read
+and checked before the first file is written; an existing evaluation (its summary.json) is
+replaced only with ``--overwrite``.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from lhco_diffusion.workflow import evaluation
 
 
 def main(argv=None) -> int:
-    parser = cli.parser(__doc__.splitlines()[0])
+    parser = cli.parser(__doc__.splitlines()[0], overwrite=True)
     parser.add_argument("--scores", type=Path, required=True, help="directory of score files (per mode)")
     parser.add_argument("--output", type=Path, required=True, help="directory for plots and summaries")
     parser.add_argument("--generated", type=Path, nargs="+",
@@ -29,6 +31,7 @@ def main(argv=None) -> int:
 
 
 def _evaluate(args) -> None:
-    summary = evaluation.evaluate(cli.load_config(args), args.scores, args.output, args.generated, args.reference)
+    summary = evaluation.evaluate(cli.load_config(args), args.scores, args.output, args.generated, args.reference,
+                                  args.overwrite)
     print(evaluation.markdown(summary))
     print(f"wrote plots and summaries to {args.output}")

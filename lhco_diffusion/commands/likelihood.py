@@ -15,10 +15,10 @@ from lhco_diffusion.workflow import checkpoints, likelihood
 
 
 def main(argv=None) -> int:
-    parser = cli.parser(__doc__.splitlines()[0])
+    parser = cli.parser(__doc__.splitlines()[0], overwrite=True)
     parser.add_argument("--checkpoint", type=Path, required=True, help="a checkpoint directory of train")
     parser.add_argument("--input", type=Path, required=True, help="processed HDF5 file of events")
-    parser.add_argument("--output", type=Path, required=True, help="HDF5 file to write (must not exist)")
+    parser.add_argument("--output", type=Path, required=True, help="HDF5 file to write")
     divergence = parser.add_mutually_exclusive_group()
     divergence.add_argument("--exact", dest="exact", action="store_true", default=None,
                             help="exact particle divergence (default: likelihood.exact_divergence)")
@@ -33,11 +33,13 @@ def main(argv=None) -> int:
 
 
 def _likelihood(args) -> None:
+    if args.batch_size is not None:
+        args.overrides.append(f"likelihood.batch_size={args.batch_size}")
+    cli.check_at_least("--limit", args.limit, 1)
     checkpoint = checkpoints.load(args.checkpoint)
     config = checkpoints.run_config(checkpoint, cli.load_config(args))
     exact = config.likelihood.exact_divergence if args.exact is None else args.exact
-    batch_size = config.likelihood.batch_size if args.batch_size is None else args.batch_size
-    n = likelihood.write_likelihoods(args.output, checkpoint, config, args.input, exact, batch_size, args.limit,
-                                     args.seed, progress=not args.quiet,
+    n = likelihood.write_likelihoods(args.output, checkpoint, config, args.input, exact, config.likelihood.batch_size,
+                                     args.limit, args.seed, args.overwrite, progress=not args.quiet,
                                      attrs={"checkpoint": str(args.checkpoint)})
     print(f"wrote log-likelihoods of {n} events ({'exact' if exact else 'Hutchinson'} divergence) to {args.output}")

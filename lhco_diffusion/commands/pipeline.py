@@ -63,7 +63,8 @@ def pipeline(config: Config) -> None:
                 weak_supervision.classify(config, mode, seed, data_path, nsig, generated, output=score_dir / mode,
                                           context=context)
     _announce("evaluate")
-    print(evaluation.markdown(evaluation.evaluate(config, score_dir, evaluation_dir, [generated], reference)))
+    summary = evaluation.evaluate(config, score_dir, evaluation_dir, [generated], reference, overwrite=True)
+    print(evaluation.markdown(summary))
     print(f"SIC and ROC plots: {evaluation_dir}/sic_*.png, {evaluation_dir}/roc_*.png, "
           f"{evaluation_dir}/max_sic_vs_nsig.png")
     print(f"summary table: {evaluation_dir / 'summary.md'}")

@@ -4,22 +4,23 @@
     python -m lhco_diffusion.prepare --synthetic 20000 --output data/ [--signal-fraction 0.1] [--seed 1]
     python -m lhco_diffusion.prepare --pythia --n-background N --n-signal M --output raw.h5
 
-Unset options take their values from ``--config`` (data section), or from the defaults.
-The prepared file is DIR/<raw name>_P<npart>.h5; a summary of read, kept and per-region counts
-is printed at the end.
+Unset options take their values from ``--config`` (data section), or from the defaults, and are
+checked like any ``--set``. The prepared file is DIR/<raw name>_P<npart>.h5; a summary of read,
+kept and per-region counts is printed at the end. An existing output (raw or prepared) is
+replaced only with ``--overwrite``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from lhco_diffusion import cli
+from lhco_diffusion import cli, files
 from lhco_diffusion import config as config_module
 from lhco_diffusion.data import sources, synthetic
 from lhco_diffusion.errors import InputError
 
 
 def main(argv=None) -> int:
-    parser = cli.parser(__doc__.splitlines()[0], config_required=False)
+    parser = cli.parser(__doc__.splitlines()[0], config_required=False, overwrite=True)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--input", type=Path, help="raw LHCO R&D file (pandas HDF, key 'df')")
     source.add_argument("--synthetic", type=int, metavar="N", help="generate N toy raw events first")
@@ -39,31 +40,35 @@ def main(argv=None) -> int:
 
 
 def _prepare(args) -> None:
+    options = {"seed": args.seed, "workers": args.workers, "chunk_size": args.chunk_size, "npart": args.npart,
+               "synthetic_events": args.synthetic, "synthetic_signal_fraction": args.signal_fraction}
+    args.overrides += [f"data.{key}={value}" for key, value in options.items() if value is not None]
     if args.config:
         data = cli.load_config(args).data
     else:
         data = config_module.from_dict({}, "<defaults>", args.overrides).data
-    seed = _given(args.seed, data.seed)
-    workers = _given(args.workers, data.workers)
-    chunk_size = _given(args.chunk_size, data.chunk_size)
     if args.pythia:
         if args.n_background is None or args.n_signal is None:
             raise InputError("--pythia needs --n-background and --n-signal")
+        files.refuse_existing(args.output, args.overwrite)
         from lhco_diffusion.data import pythia
 
-        pythia.generate(args.output, args.n_background, args.n_signal, seed, workers)
+        pythia.generate(args.output, args.n_background, args.n_signal, data.seed, data.workers)
         print(f"wrote {args.output}")
         return
     raw = args.input
     if args.synthetic is not None:
-        fraction = _given(args.signal_fraction, data.synthetic_signal_fraction)
-        raw = args.output / sources.synthetic_name(args.synthetic, fraction, seed)
-        synthetic.generate_raw(raw, args.synthetic, fraction, seed, chunk_size, progress=not args.quiet)
+        raw = args.output / sources.synthetic_name(data.synthetic_events, data.synthetic_signal_fraction, data.seed)
+    output = args.output / sources.processed_name(raw, data.npart)
+    for path in (raw, output) if args.synthetic is not None else (output,):
+        files.refuse_existing(path, args.overwrite)
+    if args.synthetic is not None:
+        synthetic.generate_raw(raw, data.synthetic_events, data.synthetic_signal_fraction, data.seed,
+                               data.chunk_size, progress=not args.quiet)
         print(f"wrote {raw}")
-    npart = _given(args.npart, data.npart)
     summary = sources.prepare_file(
-        raw, args.output / sources.processed_name(raw, npart), npart, data.jet_radius,
-        data.min_leading_jet_pt, chunk_size, workers, progress=not args.quiet, data_config=data,
+        raw, output, data.npart, data.jet_radius, data.min_leading_jet_pt, data.chunk_size, data.workers,
+        progress=not args.quiet, data_config=data,
     )
     kept = summary["n_kept"] / summary["n_read"]
     print(f"read {summary['n_read']} events, kept {summary['n_kept']} ({kept:.1%}) with two jets and a "

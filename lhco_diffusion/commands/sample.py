@@ -5,19 +5,23 @@
     python -m lhco_diffusion.sample ... --mode partial-sb --t-star 0.4     (partial diffusion, Drapes)
 
 The output is a processed-schema file (``data.processed``) with the config, checkpoint, solver,
-steps, mode and seed in its attrs. It is written chunk by chunk: ``--resume`` completes an
-interrupted file without losing or duplicating events. ``--mode``, ``--t-star``, ``--solver`` and
-``--steps`` override the ``sampling`` section; the network weights are the checkpoint's EMA.
+steps, mode and seed in its attrs. It is written chunk by chunk: an interrupted (killed, Ctrl-C)
+file keeps its finished chunks but is marked incomplete, so every command refuses to read it
+until ``--resume`` completes it without losing or duplicating events. ``--n``, ``--batch-size``,
+``--seed``, ``--mode``, ``--t-star``, ``--solver`` and ``--steps`` override the ``sampling``
+section (and are checked like it); the network weights are the checkpoint's EMA.
 """
 from __future__ import annotations
 
+import shlex
+import sys
 from pathlib import Path
 
-from lhco_diffusion.workflow import checkpoints, templates
 from lhco_diffusion import cli
 from lhco_diffusion.config import SOLVERS
-from lhco_diffusion.data import sources
+from lhco_diffusion.data import processed, sources
 from lhco_diffusion.data.selection import REGIONS
+from lhco_diffusion.workflow import checkpoints, templates
 
 
 def main(argv=None) -> int:
@@ -36,22 +40,31 @@ def main(argv=None) -> int:
     parser.add_argument("--resume", action="store_true", help="complete an interrupted output file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    return cli.run(lambda: _sample(args))
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    resume = shlex.join(["python", "-m", "lhco_diffusion.sample", *arguments, *(["--resume"] * (not args.resume))])
+    return cli.run(lambda: _sample(args, resume))
 
 
-def _sample(args) -> None:
-    options = {"mode": args.mode, "t_star": args.t_star, "solver": args.solver, "num_steps": args.steps}
+def _sample(args, resume_command: str) -> None:
+    options = {"n_events": args.n, "batch_size": args.batch_size, "seed": args.seed, "mode": args.mode,
+               "t_star": args.t_star, "solver": args.solver, "num_steps": args.steps}
     args.overrides += [f"sampling.{key}={value}" for key, value in options.items() if value is not None]
     checkpoint = checkpoints.load(args.checkpoint)
     config = checkpoints.run_config(checkpoint, cli.load_config(args))  # validated like any --set
     sampling = config.sampling
     data_path = sources.processed_file(config, progress=not args.quiet)
-    summary = templates.write_templates(
-        args.output, checkpoint, config, data_path, args.region, args.n or sampling.n_events,
-        seed=sampling.seed if args.seed is None else args.seed,
-        batch_size=args.batch_size or sampling.batch_size, resume=args.resume, reference=args.reference,
-        progress=not args.quiet, attrs={"checkpoint": str(args.checkpoint), "data": str(data_path)},
-    )
+    attrs = {"checkpoint": str(args.checkpoint), "data": str(data_path), processed.RESUME_COMMAND: resume_command}
+    try:
+        summary = templates.write_templates(
+            args.output, checkpoint, config, data_path, args.region, sampling.n_events, seed=sampling.seed,
+            batch_size=sampling.batch_size, resume=args.resume, reference=args.reference,
+            progress=not args.quiet, attrs=attrs,
+        )
+    except KeyboardInterrupt:
+        if not args.output.is_file():
+            raise
+        raise KeyboardInterrupt(f"{args.output} keeps the events generated so far, marked incomplete so that no "
+                                f"command reads it; complete it with `{resume_command}`") from None
     print(f"wrote {summary['n']} {args.region} events ({sampling.mode}, {sampling.solver} with "
           f"{sampling.num_steps} steps) to {summary['output']}")
 

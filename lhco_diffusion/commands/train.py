@@ -28,7 +28,12 @@ def main(argv=None) -> int:
 
 def _train(args) -> None:
     config = cli.load_config(args)
-    summary = training.train(config, resume=args.resume, rescale_workers=args.rescale_workers)
+    try:
+        summary = training.train(config, resume=args.resume, rescale_workers=args.rescale_workers)
+    except KeyboardInterrupt:
+        last = training.run_paths(config)["last"]
+        raise KeyboardInterrupt(f"{last} holds the last finished epoch (if any); rerun with --resume to "
+                                "continue from it") from None
     if distributed.current().is_root:
         stopped = "stopped early" if summary["stopped_early"] else "finished"
         print(f"{stopped} after epoch {summary['epochs']} of {config.training.epochs}: best test loss "

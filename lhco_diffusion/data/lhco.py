@@ -42,7 +42,9 @@ def iter_chunks(path: str | os.PathLike, chunk_size: int, start: int = 0,
 
     Events ``start:stop`` are read ``chunk_size`` rows at a time, so memory stays bounded for
     the 1.1M-event file; particles keep the file's float type. Raises ``InputError`` for a
-    missing or non-LHCO file and for a chunk with NaN or infinite values (naming its events).
+    missing, unreadable or non-LHCO file and for a chunk that a valid file cannot hold: NaN or
+    infinite values (naming its events), a negative pT or a label other than 0 and 1 (naming
+    the first such event's row).
     """
     if chunk_size < 1:
         raise InputError(f"chunk size must be at least 1, not {chunk_size}")
@@ -50,10 +52,13 @@ def iter_chunks(path: str | os.PathLike, chunk_size: int, start: int = 0,
     stop = n_events if stop is None else min(stop, n_events)
     for first in range(start, stop, chunk_size):
         last = min(first + chunk_size, stop)
-        values = pd.read_hdf(path, KEY, start=first, stop=last).to_numpy()
-        if not np.all(np.isfinite(values)):
-            raise InputError(f"{path} has NaN or infinite values in events {first}-{last - 1}")
-        yield values[:, :-1].reshape(len(values), MAX_PARTICLES, 3), values[:, -1].astype(np.int8)
+        try:
+            values = pd.read_hdf(path, KEY, start=first, stop=last).to_numpy()
+        except (OSError, tables.HDF5ExtError):
+            raise InputError(f"{path} is damaged: events {first}-{last - 1} cannot be read") from None
+        particles, label = values[:, :-1].reshape(len(values), MAX_PARTICLES, 3), values[:, -1]
+        _check_chunk(path, first, last, particles, label)
+        yield particles, label.astype(np.int8)
 
 
 def write_raw(path: str | os.PathLike, particles: np.ndarray, label: np.ndarray) -> None:
@@ -113,6 +118,17 @@ def pad_by_pt(group: np.ndarray, pt: np.ndarray, values: np.ndarray, n_groups: i
     padded = np.zeros((n_groups, width, values.shape[1]), dtype=values.dtype)
     padded[group[keep], rank[keep]] = values[keep]
     return padded, counts
+
+
+def _check_chunk(path, first: int, last: int, particles: np.ndarray, label: np.ndarray) -> None:
+    """``InputError`` unless raw events ``first:last`` are finite, have pT >= 0 and labels 0 or 1."""
+    if not (np.all(np.isfinite(particles)) and np.all(np.isfinite(label))):
+        raise InputError(f"{path} has NaN or infinite values in events {first}-{last - 1}")
+    for bad, what in ((np.any(particles[..., 0] < 0, axis=1), "a negative particle pT"),
+                      ((label != 0) & (label != 1), "a label other than 0 or 1")):
+        if np.any(bad):
+            raise InputError(f"{path} has {what} in event {first + int(np.argmax(bad))} (row of key '{KEY}'), "
+                             "so the file is corrupted")
 
 
 def _frame(particles: np.ndarray, label: np.ndarray) -> pd.DataFrame:

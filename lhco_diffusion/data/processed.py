@@ -15,10 +15,14 @@ optionally (written by ``prepare``; generated events and older files lack it)
                                           the jet's constituents, not only the P stored
 
 and attrs: ``format_version``, ``npart`` (P), ``jet_radius``, ``source``, ``n_read``, ``n_kept``,
-plus whatever the writer adds (config YAML, checkpoint, seed ...).
+``complete``, plus whatever the writer adds (config YAML, checkpoint, seed ...).
 
 ``EventWriter`` appends chunk by chunk and records after every chunk how many events are
-complete, so a killed writer can be resumed without losing or duplicating events.
+complete, so a killed writer can be resumed without losing or duplicating events; ``complete``
+turns true only when the writer finishes. Every reader (``count``, ``load``, ``load_columns``)
+refuses a file that is not complete, naming the command that completes it (the writer's
+``resume_command`` attr), and every block of events ``load`` reads must pass ``validate``: a
+damaged or doctored file is an ``InputError`` naming the file and the events, never NaNs passed on.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ import numpy as np
 
 from lhco_diffusion.data.layout import JET_FEATURES, N_INDEX, PARTICLE_FEATURES
 from lhco_diffusion.errors import InputError
+from lhco_diffusion.files import writable_directory
 
 FORMAT_VERSION = 1
 DATASETS = ("particles", "jets", "mjj", "label")
@@ -39,6 +44,7 @@ SUBSTRUCTURE = "jet_substructure"  # the optional dataset
 N_TAU = 3  # tau1, tau2, tau3
 _COMPLETE = "n_complete"
 READ_CHUNK = 50_000  # events read at a time by the streaming readers
+RESUME_COMMAND = "resume_command"  # attr: the command that completes an interrupted file
 
 
 @dataclasses.dataclass
@@ -90,7 +96,8 @@ class Events:
 def validate(events: Events, mjj_range: tuple[float, float] | None = None) -> None:
     """Raise ``InputError`` unless ``events`` obey the schema.
 
-    Checks shapes, finiteness, that n_constituents equals the number of real particles, that
+    Checks shapes, finiteness, that jet pT and mass, mjj and the substructure are not negative,
+    that labels are 0 or 1, that n_constituents equals the number of real particles, that
     padding slots are exactly zero and come after the real particles, and (optionally) that every
     mjj lies inside ``mjj_range`` [GeV].
     """
@@ -108,6 +115,13 @@ def validate(events: Events, mjj_range: tuple[float, float] | None = None) -> No
     for name in ("particles", "jets", "mjj", "substructure"):
         if getattr(events, name) is not None and not np.all(np.isfinite(getattr(events, name))):
             raise InputError(f"{name} contains NaN or infinite values")
+    non_negative = {"jet pT": events.jets[..., 0], "jet mass": events.jets[..., 3], "mjj": events.mjj,
+                    "substructure": events.substructure}
+    for name, values in non_negative.items():
+        if values is not None and np.any(values < 0):
+            raise InputError(f"{name} has negative values")
+    if np.any((events.label != 0) & (events.label != 1)):
+        raise InputError("labels must be 0 or 1")
     mask = events.mask
     counts = mask.sum(axis=-1)
     if not np.array_equal(counts, np.rint(events.jets[..., N_INDEX]).astype(counts.dtype)):
@@ -129,9 +143,9 @@ def read_attrs(path: str | os.PathLike) -> dict:
 
 
 def count(path: str | os.PathLike) -> int:
-    """Number of complete events in a processed file."""
-    with _open(path) as file:
-        return int(file.attrs.get(_COMPLETE, file["mjj"].shape[0]))
+    """Number of events in a complete processed file."""
+    with _open(path, complete=True) as file:
+        return _count(file)
 
 
 def has_substructure(path: str | os.PathLike) -> bool:
@@ -143,12 +157,11 @@ def has_substructure(path: str | os.PathLike) -> bool:
 def load_columns(path: str | os.PathLike, names: tuple[str, ...]) -> dict[str, np.ndarray]:
     """Per-event datasets (``jets``, ``mjj``, ``label``, ``jet_substructure``) of all complete
     events of a processed file, without reading the particles."""
-    n = count(path)
-    with _open(path) as file:
+    with _open(path, complete=True) as file:
         missing = [name for name in names if name not in file]
         if missing:
             raise InputError(f"{path} has no {', '.join(missing)}; prepare it again with this version")
-        return {name: file[name][:n] for name in names}
+        return {name: _read(file, name, slice(0, _count(file)), path) for name in names}
 
 
 def resize(events: Events, npart: int) -> Events:
@@ -168,13 +181,22 @@ def resize(events: Events, npart: int) -> Events:
 def load(path: str | os.PathLike, start: int = 0, stop: int | None = None,
          npart: int | None = None) -> Events:
     """Events ``start:stop`` of a processed file, fitted to ``npart`` slots per jet (``resize``;
-    default: the file's P). The substructure is read when the file has it."""
-    with _open(path) as file:
-        stop = min(count(path) if stop is None else stop, file["mjj"].shape[0])
-        particles = file["particles"][start:stop, :, :npart]
-        jets = file["jets"][start:stop]
-        substructure = file[SUBSTRUCTURE][start:stop] if SUBSTRUCTURE in file else None
-        events = Events(particles, jets, file["mjj"][start:stop], file["label"][start:stop], substructure)
+    default: the file's P). The substructure is read when the file has it. ``InputError`` for an
+    incomplete or damaged file, or events that fail ``validate``.
+    """
+    with _open(path, complete=True) as file:
+        stop = min(_count(file) if stop is None else stop, _count(file))
+        rows = slice(start, stop)
+        keep = (rows, slice(None), slice(None) if npart is None else slice(0, npart))
+        arrays = [_read(file, name, keep if name == "particles" else rows, path) for name in DATASETS]
+        substructure = _read(file, SUBSTRUCTURE, rows, path) if SUBSTRUCTURE in file else None
+    events = Events(*arrays, substructure)
+    if npart is not None:  # validate what was read: a cut jet keeps its full count until resized
+        events.jets[..., N_INDEX] = np.minimum(events.jets[..., N_INDEX], events.npart)
+    try:
+        validate(events)
+    except InputError as error:
+        raise InputError(f"{path} is damaged: in events {start}-{stop - 1}, {error}") from None
     return events if npart is None else resize(events, npart)
 
 
@@ -211,13 +233,17 @@ class EventWriter:
     ``EventWriter(path, npart, resume=True)`` reopens it and continues after the last complete
     chunk. Use as a context manager; ``len(writer)`` is the number of complete events.
     ``jet_substructure`` is written when the first chunk carries it, and then every chunk must.
+    Leaving the ``with`` block normally (or ``close()``) marks the file complete; leaving it
+    with an exception keeps it incomplete for a resume, except that a file this writer created
+    and wrote no event to is deleted.
     """
 
     def __init__(self, path: str | os.PathLike, npart: int, attrs: dict | None = None,
                  resume: bool = False):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and self.path.exists():
+        writable_directory(self.path.parent)
+        self._created = not (resume and self.path.exists())
+        if not self._created:
             self._file = h5py.File(self.path, "a")
             complete = int(self._file.attrs.get(_COMPLETE, 0))
             for name in self._datasets():  # drop a chunk that was half written when the run died
@@ -235,6 +261,7 @@ class EventWriter:
             self._file.attrs["format_version"] = FORMAT_VERSION
             self._file.attrs["npart"] = npart
             self._file.attrs[_COMPLETE] = 0
+        self._file.attrs["complete"] = False
         for key, value in (attrs or {}).items():
             self._file.attrs[key] = value
 
@@ -267,7 +294,16 @@ class EventWriter:
             self._file.attrs[key] = value
 
     def close(self) -> None:
+        """Mark the file complete and close it."""
+        self._file.attrs["complete"] = True
         self._file.close()
+
+    def _abandon(self) -> None:
+        """Close after a failure: the file stays incomplete, or goes if it never held an event."""
+        nothing_written = self._created and len(self) == 0
+        self._file.close()
+        if nothing_written:
+            self.path.unlink()
 
     def _datasets(self) -> list[str]:
         return [name for name in (*DATASETS, SUBSTRUCTURE) if name in self._file]
@@ -283,23 +319,68 @@ class EventWriter:
     def __enter__(self) -> "EventWriter":
         return self
 
-    def __exit__(self, *exc) -> None:
-        self.close()
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._abandon()
 
 
-def _open(path: str | os.PathLike) -> h5py.File:
+def _open(path: str | os.PathLike, complete: bool = False) -> h5py.File:
+    """The processed file at ``path`` opened for reading, its layout checked (and with
+    ``complete``, that its writer finished); ``InputError`` otherwise."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"processed file {path} does not exist")
+        raise InputError(f"processed file {path} {'is not a file' if path.exists() else 'does not exist'}")
     try:
         file = h5py.File(path, "r")
     except OSError:
-        raise InputError(f"{path} is not an HDF5 file") from None
+        raise InputError(f"{path} cannot be read as HDF5 (not an HDF5 file, or truncated)") from None
+    try:
+        _check_layout(file, path)
+        if complete:
+            _check_complete(file, path)
+    except BaseException:
+        file.close()
+        raise
+    return file
+
+
+def _check_layout(file: h5py.File, path: Path) -> None:
     missing = [name for name in DATASETS if name not in file]
     if missing:
-        file.close()
         raise InputError(f"{path} is not a processed event file (missing {', '.join(missing)})")
-    return file
+    tails = {"particles": (2, None, len(PARTICLE_FEATURES)), "jets": (2, len(JET_FEATURES)), "mjj": (),
+             "label": (), SUBSTRUCTURE: (2, N_TAU)}
+    for name, tail in tails.items():
+        if name in file and (file[name].ndim != 1 + len(tail) or any(
+                size not in (None, actual) for size, actual in zip(tail, file[name].shape[1:]))):
+            raise InputError(f"{path} is not a processed event file ({name} has shape {file[name].shape})")
+    if _count(file) > min(file[name].shape[0] for name in tails if name in file):
+        raise InputError(f"{path} is damaged: it records {_count(file)} events but holds fewer")
+
+
+def _check_complete(file: h5py.File, path: Path) -> None:
+    if bool(file.attrs.get("complete", False)):
+        return
+    if "complete" not in file.attrs:
+        raise InputError(f"{path} does not record that it was written completely (an interrupted run or an "
+                         "older version of lhco_diffusion); write it again")
+    command = _decode(file.attrs.get(RESUME_COMMAND, ""))
+    how = f"complete it with `{command}`" if command else "write it again"
+    raise InputError(f"{path} is incomplete: the run writing it stopped after {_count(file)} events; {how}")
+
+
+def _count(file: h5py.File) -> int:
+    return int(file.attrs.get(_COMPLETE, file["mjj"].shape[0]))
+
+
+def _read(file: h5py.File, name: str, index, path: Path) -> np.ndarray:
+    """``file[name][index]``, or ``InputError`` if the stored bytes cannot be read."""
+    try:
+        return file[name][index]
+    except OSError:
+        raise InputError(f"{path} is damaged: its {name} cannot be read") from None
 
 
 def _decode(value):

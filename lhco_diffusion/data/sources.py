@@ -165,11 +165,11 @@ def _cluster_range(task: tuple[Path, int, int, dict]) -> tuple[int, processed.Ev
 
 def _made_with(path: Path, data: DataConfig) -> bool:
     """Whether a cached prepared file matches the configuration and holds everything ``prepare``
-    writes now (files from before the jet substructure are prepared again)."""
+    writes now (files from before the jet substructure or the ``complete`` flag are prepared again)."""
     try:
         attrs = processed.read_attrs(path)
-        complete = processed.has_substructure(path)
+        current = processed.has_substructure(path) and bool(attrs.get("complete", False))
     except InputError:
         return False
     settings = ("npart", "jet_radius", "min_leading_jet_pt")
-    return complete and all(attrs.get(key) == getattr(data, key) for key in settings)
+    return current and all(attrs.get(key) == getattr(data, key) for key in settings)

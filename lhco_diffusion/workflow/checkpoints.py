@@ -9,8 +9,10 @@ A checkpoint is a directory (written atomically, by rank 0 only):
                                     number of workers (absent in checkpoints written before it)
 
 ``<run_dir>/checkpoints/last`` is rewritten after every good epoch, ``best`` whenever the test
-loss improves. ``load`` rebuilds the model, diffusion or flow matching, from the stored
-configuration alone.
+loss improves; each rewrite swaps whole directories (``files.atomic_output``) and every reader
+first recovers a swap that was killed midway. ``load`` rebuilds the model, diffusion or flow
+matching, from the stored configuration alone. A damaged checkpoint (a truncated or foreign
+file) is an ``InputError``.
 
 The checkpoint is the truth about its model: ``run_config`` refuses a command's configuration
 whose model-side settings (``MODEL_SECTIONS``, ``MODEL_DATA_KEYS``) differ from the stored ones,
@@ -19,6 +21,7 @@ naming the key, while sampling-side settings (solver, steps, number of events) s
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
@@ -29,7 +32,7 @@ from lhco_diffusion import config as config_module
 from lhco_diffusion.config import Config
 from lhco_diffusion.data.transforms import Stats
 from lhco_diffusion.errors import InputError
-from lhco_diffusion.files import atomic_output, read_json, write_json
+from lhco_diffusion.files import atomic_output, recover, write_json
 from lhco_diffusion.models.build import build_generator
 from lhco_diffusion.models.generator import GenerativeModel
 
@@ -67,7 +70,7 @@ def save(directory: str | os.PathLike, model: GenerativeModel, optimizer: tf.ker
 def load(directory: str | os.PathLike) -> Checkpoint:
     """Rebuild the model of a checkpoint from its stored configuration and restore its weights."""
     directory = _checked(directory)
-    config = config_module.from_dict(yaml.safe_load((directory / "config.yaml").read_text()),
+    config = config_module.from_dict(_read(directory / "config.yaml", yaml.safe_load),
                                      source=str(directory / "config.yaml"))
     model = build_generator(config)
     restore(directory, model)
@@ -86,7 +89,11 @@ def restore(directory: str | os.PathLike, model: GenerativeModel,
     if optimizer is not None:
         optimizer.build(model.trainable_network_variables)
         objects["optimizer"] = optimizer
-    status = tf.train.Checkpoint(**objects).read(str(directory / WEIGHTS))
+    try:
+        status = tf.train.Checkpoint(**objects).read(str(directory / WEIGHTS))
+    except (IndexError, tf.errors.OpError):  # what TensorFlow raises for a truncated or foreign file
+        raise InputError(f"{directory} is damaged: its weights cannot be read (truncated or corrupted "
+                         "weights.* files); use the other checkpoint or train again") from None
     try:
         status.assert_existing_objects_matched()
     except AssertionError as error:
@@ -114,7 +121,10 @@ def run_config(checkpoint: Checkpoint, command_config: Config) -> Config:
 
 def read_state(directory: str | os.PathLike) -> dict:
     """The progress record of a checkpoint (epochs completed, best loss, wait)."""
-    return read_json(_checked(directory) / "state.json", "checkpoint state")
+    state = _read(_checked(directory) / "state.json", json.loads)
+    if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
+        raise InputError(f"{Path(directory) / 'state.json'} is damaged: it records no epoch")
+    return state
 
 
 def check_workers(directory: str | os.PathLike, state: dict, workers: int, rescale: bool) -> str | None:
@@ -137,8 +147,19 @@ def check_workers(directory: str | os.PathLike, state: dict, workers: int, resca
             "and learning rate follow the new count, the cosine decay continues from the same epoch")
 
 
+def _read(path: Path, parse):
+    """``parse`` of a checkpoint's text file, or ``InputError`` if it is damaged."""
+    try:
+        return parse(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError):
+        raise InputError(f"{path} is damaged: it cannot be parsed; use the other checkpoint or train again") from None
+
+
 def _checked(directory: str | os.PathLike) -> Path:
+    """``directory`` after recovering an interrupted rewrite; ``InputError`` unless it holds
+    every checkpoint file."""
     directory = Path(directory)
+    recover(directory)
     missing = [name for name in FILES if not (directory / name).is_file()]
     if missing:
         raise InputError(f"{directory} is not a training checkpoint (missing {', '.join(missing)}); "

@@ -17,29 +17,38 @@ from tqdm import tqdm
 from lhco_diffusion.config import Config
 from lhco_diffusion.data import processed
 from lhco_diffusion.errors import InputError
-from lhco_diffusion.files import atomic_output, write_json
+from lhco_diffusion.files import atomic_output, refuse_existing, writable_directory, write_json
 from lhco_diffusion.workflow import metrics, plotting, scores
 from lhco_diffusion.workflow.tasks import HIGH_LEVEL_MODES
 
 
 def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.PathLike,
-             generated: list[str | os.PathLike] | None = None, reference: str | os.PathLike | None = None) -> dict:
+             generated: list[str | os.PathLike] | None = None, reference: str | os.PathLike | None = None,
+             overwrite: bool = False) -> dict:
     """Write the SIC/ROC figures of every mode in ``scores_dir``, the versus-nsig figures, the
     generated-versus-reference figure (when both are given; ``generated`` holds one file per
-    generator) and summary.json/.md into ``output``; returns the summary."""
+    generator) and summary.json/.md into ``output``; returns the summary.
+
+    Every input is read and checked before the first file is written; an existing evaluation
+    (its summary.json) is replaced only with ``overwrite``.
+    """
     output = Path(output)
     if (generated is None) != (reference is None):
         raise InputError("--generated and --reference must be given together")
     settings, formats = config.evaluation, config.evaluation.formats
     groups = scores.collect_scores(scores_dir, expected_seeds=config.classifier.seeds)
+    by_generator = None if generated is None else _by_generator(generated)
+    histograms = None if generated is None else plotting.feature_histograms(by_generator, reference)
+    results_of = {name: metrics.injections([(f.nsig, f.seed, f.score, f.label) for f in files],
+                                           settings.min_background_events, settings.band_quantiles)
+                  for name, files in groups.items()}
+    refuse_existing(output / "summary.json", overwrite)
+    writable_directory(output)
     summary = {"scores": str(scores_dir), "config": config.source, "modes": {},
                "min_background_events": settings.min_background_events,
                "band_quantiles": list(settings.band_quantiles)}
-    results_of = {}
     for name, files in tqdm(groups.items(), desc="modes", unit="mode"):
-        trainings = [(f.nsig, f.seed, f.score, f.label) for f in files]
-        results = results_of[name] = metrics.injections(trainings, settings.min_background_events,
-                                                        settings.band_quantiles)
+        results = results_of[name]
         curves = {result.nsig: result.curves for result in results}
         for quantity, prefix in (("sic", "sic"), ("rejection", "roc")):
             figure = plotting.curve_figure(name, curves, quantity, settings.band_quantiles)
@@ -56,9 +65,7 @@ def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.Pat
     for quantity in ("max_sic", "auc"):
         figure = plotting.versus_nsig_figure(results_of, quantity, settings.band_quantiles, high_level)
         plotting.save(figure, output, f"{quantity}_vs_nsig", formats)
-    if generated is not None:
-        by_generator = _by_generator(generated)
-        histograms = plotting.feature_histograms(by_generator, reference)
+    if histograms is not None:
         plotting.save(plotting.feature_figure(histograms), output, "generated_vs_reference", formats)
         summary["features"] = {"generated": {label: str(path) for label, path in by_generator.items()},
                                "reference": str(reference),

@@ -22,7 +22,7 @@ from lhco_diffusion.config import Config, LikelihoodConfig
 from lhco_diffusion.data import dataset, processed, transforms
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
-from lhco_diffusion.files import atomic_output
+from lhco_diffusion.files import atomic_output, refuse_existing
 from lhco_diffusion.solvers.likelihood import anomaly_score, log_likelihood
 from lhco_diffusion.workflow.checkpoints import Checkpoint
 
@@ -102,9 +102,10 @@ def _per_jet_velocity(particles_t, t, particle_velocity, jets, condition, mask):
 
 def write_likelihoods(output: str | os.PathLike, checkpoint: Checkpoint, config: Config,
                       input_path: str | os.PathLike, exact: bool, batch_size: int, limit: int | None = None,
-                      seed: int = 0, progress: bool = True, attrs: dict | None = None) -> int:
+                      seed: int = 0, overwrite: bool = False, progress: bool = True, attrs: dict | None = None) -> int:
     """Write ``OUTPUTS``, mjj and label of the first ``limit`` events (default all) of the
-    processed file ``input_path`` to ``output`` (HDF5, atomically); returns the number of events.
+    processed file ``input_path`` to ``output`` (HDF5, atomically; an existing one only with
+    ``overwrite``); returns the number of events.
 
     Events are read ``batch_size`` at a time (P from the checkpoint's ``data.npart``).
     """
@@ -114,8 +115,7 @@ def write_likelihoods(output: str | os.PathLike, checkpoint: Checkpoint, config:
     n = n if limit is None else min(n, limit)
     if n < 1 or batch_size < 1:
         raise InputError(f"nothing to do: {n} events from {input_path} with batch size {batch_size}")
-    if output.exists():
-        raise InputError(f"{output} exists; remove it or choose another --output")
+    refuse_existing(output, overwrite)
     results, mjj, label = [], [], []
     with tqdm(total=n, unit="ev", desc="log-likelihood", disable=not progress) as bar:
         for start in range(0, n, batch_size):

@@ -6,7 +6,8 @@
 
 A score file (HDF5) holds ``score`` (N,) float32 classifier logit, ``label`` (N,) int8 truth and
 ``mjj`` (N,) [GeV] of the test events, and attrs with mode, region, nsig, seed, AUC, test-set
-digest, counts, the configuration and the package version. No TensorFlow: ``evaluate`` reads
+digest, counts, the configuration, the package version and ``complete`` (written last;
+``read_scores`` refuses a file without it). No TensorFlow: ``evaluate`` reads
 these without loading it.
 """
 from __future__ import annotations
@@ -64,6 +65,7 @@ def write_scores(path: str | os.PathLike, score: np.ndarray, task: Task, seed: i
         "n_test_background": int(np.sum(task.test.label == 0)),
         **{key: str(value) if isinstance(value, Path) else value for key, value in attrs.items()},
         "config": config.to_yaml(), "code_version": importlib.metadata.version("lhco_diffusion"),
+        "complete": True,
     }
     with atomic_output(path) as temporary, h5py.File(temporary, "w") as file:
         file.create_dataset("score", data=np.asarray(score, np.float32))
@@ -83,9 +85,13 @@ def read_scores(path: str | os.PathLike) -> ScoreFile:
             attrs = {key: _decoded(value) for key, value in file.attrs.items()}
     except (OSError, KeyError):
         raise InputError(f"{path} is not a score file written by lhco_diffusion.classify") from None
-    missing = {"mode", "nsig", "seed", "test_digest"} - set(attrs)
+    missing = {"mode", "nsig", "seed", "test_digest", "complete"} - set(attrs)
     if missing:
-        raise InputError(f"{path} lacks the score metadata {', '.join(sorted(missing))}")
+        raise InputError(f"{path} lacks the score metadata {', '.join(sorted(missing))}; run classify again")
+    if not len(arrays[0]) == len(arrays[1]) == len(arrays[2]):
+        raise InputError(f"{path} is damaged: its score, label and mjj differ in length")
+    if not np.all(np.isfinite(arrays[0])):
+        raise InputError(f"{path} holds NaN or infinite scores (a diverged classifier); run classify again")
     return ScoreFile(path, *arrays, attrs)
 
 

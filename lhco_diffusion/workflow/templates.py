@@ -14,7 +14,8 @@ Generation modes (``sampling.mode``):
 Partial modes make ``sampling.oversampling`` templates per source event (fresh noise each), at
 most ``n``. The output is a processed-schema file written ``batch_size`` events at a time;
 chunk k is generated from the seed (seed, k) alone, so a run resumed after k chunks writes
-exactly what the uninterrupted run would have.
+exactly what the uninterrupted run would have. Until the last chunk is written the file is
+marked incomplete (``data.processed.EventWriter``) and no reader accepts it.
 """
 from __future__ import annotations
 
@@ -68,7 +69,7 @@ def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: C
     if settings.mode != "noise" and region != "SR":
         raise InputError(f"mode {settings.mode} makes signal-region templates; use --region SR")
     if n < 1 or batch_size < 1:
-        raise InputError("the number of events and the batch size must be at least 1")
+        raise InputError(f"the number of events ({n}) and the batch size ({batch_size}) must be at least 1")
     if output.exists() and not resume:
         raise InputError(f"{output} exists; pass --resume to complete it or choose another --output")
     plan = _plan(config, data_path, region, n, seed, reference)
@@ -87,7 +88,6 @@ def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: C
             rows = slice(start, start + batch_size)
             writer.append(_chunk(checkpoint, config, plan, rows, npart, [seed, start // batch_size]))
             bar.update(len(plan["mjj"][rows]))
-        writer.set_attrs(complete=True)
         return {"n": len(writer), "output": str(output)}
 
 

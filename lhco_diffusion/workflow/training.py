@@ -10,11 +10,16 @@ of the two-sample checks). Under Horovod every worker trains on its own shard wi
 averaged, the learning rate optionally scaled by the number of workers; only rank 0 writes.
 
 Outputs under ``paths.run_dir``: ``checkpoints/last`` and ``checkpoints/best`` (see
-``checkpoints``), ``training_log.csv`` and ``tensorboard/``.
+``checkpoints``), ``training_log.csv`` and ``tensorboard/``. After each epoch with finite losses
+its log row is written, then ``best`` (if the test loss fell), then ``last``; a resumed run drops
+the log rows after ``last``'s epoch, so a kill at any moment leaves a log that matches the
+checkpoint it resumes from. A run that has a log is never restarted silently.
 """
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 import math
 import sys
 from pathlib import Path
@@ -27,6 +32,7 @@ from lhco_diffusion import distributed
 from lhco_diffusion.config import Config, TrainingConfig, expand
 from lhco_diffusion.data import dataset, selection, sources, transforms
 from lhco_diffusion.errors import InputError, TrainingDiverged
+from lhco_diffusion.files import atomic_output, recover
 from lhco_diffusion.models.build import build_generator
 from lhco_diffusion.models.generator import precision_policy
 
@@ -111,6 +117,58 @@ class ResumableEarlyStopping(tf.keras.callbacks.EarlyStopping):
         self.best, self.wait = self.resumed_best, self.resumed_wait
 
 
+class TrainingLog(tf.keras.callbacks.Callback):
+    """``training_log.csv``: ``epoch`` and every logged loss, one row per epoch with finite losses.
+
+    A run starting at ``first_epoch`` > 0 (a resume) first drops the rows of epochs from
+    ``first_epoch`` on (written before a kill, after its checkpoint) and any torn last line.
+    """
+
+    def __init__(self, path: Path, first_epoch: int):
+        super().__init__()
+        self.path, self.first_epoch = path, first_epoch
+
+    def on_train_begin(self, logs=None):
+        if not self.path.exists():
+            return
+        header, rows = read_log(self.path)
+        kept = [row for row in rows if int(row[0]) < self.first_epoch]
+        with atomic_output(self.path) as temporary:
+            temporary.write_text(_csv_lines([header, *kept]) if kept else "")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        if not _finite_losses(logs):
+            return
+        header = read_log(self.path)[0] or ["epoch", *sorted(logs)]
+        lines = [] if self.path.exists() and self.path.stat().st_size else [header]
+        lines.append([str(epoch), *(str(float(logs.get(name, np.nan))) for name in header[1:])])
+        with self.path.open("a") as log:
+            log.write(_csv_lines(lines))
+            log.flush()
+
+
+def read_log(path: Path) -> tuple[list[str] | None, list[list[str]]]:
+    """(header, rows) of a training log; rows with a torn or non-numeric epoch are left out."""
+    if not path.is_file():
+        return None, []
+    lines = list(csv.reader(path.read_text().splitlines()))
+    if not lines:
+        return None, []
+    header, rows = lines[0], lines[1:]
+    return header, [row for row in rows if len(row) == len(header) and row[0].isdigit()]
+
+
+def _csv_lines(rows: list[list[str]]) -> str:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue()
+
+
+def _finite_losses(logs: dict) -> bool:
+    return all(math.isfinite(float(logs.get(name, np.nan))) for name in ("loss", "val_loss"))
+
+
 class CheckpointWriter(tf.keras.callbacks.Callback):
     """After each epoch with finite losses: rewrite ``last``, and ``best`` if the test loss fell."""
 
@@ -122,7 +180,7 @@ class CheckpointWriter(tf.keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
-        if not all(math.isfinite(float(logs.get(name, np.nan))) for name in ("loss", "val_loss")):
+        if not _finite_losses(logs):
             return
         improved = self.early_stopping.wait == 0
         state = {"epoch": epoch + 1, "best_loss": float(self.early_stopping.best),
@@ -151,9 +209,11 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
                                    "run directory": str(expand(config.paths.run_dir).resolve())})
     paths = run_paths(config)
     settings = config.training
-    if paths["last"].exists() and not resume:
-        raise InputError(f"{paths['last'].parent} already holds a run; pass --resume to continue it, or set "
-                         "paths.run_dir to a new directory")
+    if context.is_root:
+        for name in ("best", "last"):
+            recover(paths[name])  # finish or undo a checkpoint swap a kill interrupted
+    distributed.barrier()
+    _check_run_directory(paths, resume)
     path = _processed_file_once(config, context)
     state = checkpoints.read_state(paths["last"]) if resume and paths["last"].exists() else {"epoch": 0}
     stats = transforms.Stats.load(paths["last"] / "transforms.json") if state["epoch"] else None
@@ -196,7 +256,7 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
     own = [distributed.broadcast_callback(model.variables), distributed.average_metrics_callback(),
            non_finite, early_stopping]
     if context.is_root:
-        own += _writers(paths, model_optimizer, data.stats, config, early_stopping, resumed=bool(state["epoch"]))
+        own += _writers(paths, model_optimizer, data.stats, config, early_stopping, first_epoch=state["epoch"])
     paths["last"].parent.mkdir(parents=True, exist_ok=True)
     verbose = (1 if sys.stdout.isatty() else 2) if context.is_root else 0
     history = model.fit(batches(data.train, True), validation_data=batches(data.test, False),
@@ -209,14 +269,25 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
 
 
 def _writers(paths: dict[str, Path], optimizer, stats: transforms.Stats, config: Config,
-             early_stopping: ResumableEarlyStopping, resumed: bool) -> list[tf.keras.callbacks.Callback]:
+             early_stopping: ResumableEarlyStopping, first_epoch: int) -> list[tf.keras.callbacks.Callback]:
     """Rank 0's callbacks: checkpoints, the CSV log (continued when resuming) and TensorBoard."""
-    if resumed:
-        print(f"resuming {paths['last']} after epoch {checkpoints.read_state(paths['last'])['epoch']} "
-              f"of {config.training.epochs}")
-    return [CheckpointWriter(paths, optimizer, stats, config, early_stopping),
-            tf.keras.callbacks.CSVLogger(str(paths["log"]), append=resumed),
+    if first_epoch:
+        print(f"resuming {paths['last']} after epoch {first_epoch} of {config.training.epochs}")
+    return [TrainingLog(paths["log"], first_epoch),
+            CheckpointWriter(paths, optimizer, stats, config, early_stopping),
             tf.keras.callbacks.TensorBoard(str(paths["tensorboard"]), write_graph=False, profile_batch=0)]
+
+
+def _check_run_directory(paths: dict[str, Path], resume: bool) -> None:
+    """``InputError`` for a run that would be overwritten (no ``--resume``) or could only
+    restart from scratch although it has a log."""
+    logged = len(read_log(paths["log"])[1])
+    if not resume and (paths["last"].exists() or logged):
+        raise InputError(f"{paths['last'].parent.parent} already holds a run; pass --resume to continue it, or "
+                         "set paths.run_dir to a new directory")
+    if resume and logged and not paths["last"].exists():
+        raise InputError(f"{paths['log']} records {logged} epoch(s) but {paths['last']} is missing, so the run "
+                         "cannot be resumed; set paths.run_dir to a new directory to train again")
 
 
 def _diverged(failure: str, last: Path) -> str:

@@ -19,6 +19,7 @@ from lhco_diffusion import distributed
 from lhco_diffusion.config import Config, expand
 from lhco_diffusion.data import dataset, processed, selection, sources, transforms
 from lhco_diffusion.errors import InputError
+from lhco_diffusion.files import refuse_existing
 from lhco_diffusion.models import classifier
 from lhco_diffusion.workflow import cathode, scores, tasks
 from lhco_diffusion.workflow.tasks import Task
@@ -73,31 +74,39 @@ def train_and_score(task: Task, config: Config, seed: int, context) -> tuple[np.
 
 def classify(config: Config, mode: str, seed: int, data_path: str | os.PathLike, nsig: int | None = None,
              generated: str | os.PathLike | None = None, reference: str | os.PathLike | None = None,
-             region: str = "SR", output: str | os.PathLike | None = None,
+             region: str = "SR", output: str | os.PathLike | None = None, overwrite: bool = False,
              context: distributed.Context | None = None) -> tuple[Path, float] | None:
     """Train the classifier of ``mode`` (``tasks.MODES``) and write its score file.
 
     The file goes to ``output`` (default ``<run_dir>/scores/<method_name>/``) as
-    ``scores.score_name(nsig, seed)``. Under Horovod the full-phase-space modes train on every
-    rank; the CATHODE modes run on rank 0 only. Returns (path, test AUC) on rank 0, else None.
+    ``scores.score_name(nsig, seed)``; an existing one is replaced only with ``overwrite``
+    (checked before training). Under Horovod the full-phase-space modes train on every rank;
+    the CATHODE modes run on rank 0 only. Returns (path, test AUC) on rank 0, else None.
     """
     context = context or distributed.current()
     if mode in tasks.HIGH_LEVEL_MODES:
         if not context.is_root:
             return None
-        split = _split(config, data_path)
-        task = cathode.signal_region_task(mode, config, split, nsig, data_path, seed)
+        task = cathode.signal_region_task(mode, config, _split(config, data_path), nsig, data_path, seed)
+        path = _score_path(config, task, seed, generated, output, overwrite)
         logits, record = cathode.train_and_score(task, config, seed)
     else:
         task = _task(config, mode, data_path, nsig, generated, reference, region)
+        path = _score_path(config, task, seed, generated, output, overwrite)
         logits, record = train_and_score(task, config, seed, context)
     if not context.is_root:
         return None
     inputs = {"data": data_path, "generated": generated or "", "reference": reference or ""}
-    directory = Path(output) if output else expand(config.paths.run_dir) / "scores" / method_name(task, generated)
-    path = directory / scores.score_name(task.nsig, seed)
     auc = scores.write_scores(path, logits, task, seed, config, {**record, **inputs})
     return path, auc
+
+
+def _score_path(config: Config, task: Task, seed: int, generated, output, overwrite: bool) -> Path:
+    """Where the scores of this training go; ``InputError`` if the file exists without ``overwrite``."""
+    directory = Path(output) if output else expand(config.paths.run_dir) / "scores" / method_name(task, generated)
+    path = directory / scores.score_name(task.nsig, seed)
+    refuse_existing(path, overwrite)
+    return path
 
 
 def method_name(task: Task, generated: str | os.PathLike | None = None) -> str:

@@ -7,6 +7,7 @@ import pytest
 from lhco_diffusion.workflow import checkpoints, generation, templates
 from lhco_diffusion.commands import sample
 from lhco_diffusion.data import processed
+from lhco_diffusion.errors import InputError
 from conftest import ROOT
 
 
@@ -50,7 +51,10 @@ def test_an_interrupted_file_is_completed_without_losing_or_duplicating_events(
     monkeypatch.setattr(generation, "generate_events", dies_on_the_second_chunk)
     with pytest.raises(KeyboardInterrupt):
         templates.write_templates(split, **options)
-    assert processed.count(split) == 50 and not processed.read_attrs(split).get("complete", False)
+    attrs = processed.read_attrs(split)
+    assert attrs["n_complete"] == 50 and not attrs["complete"]
+    with pytest.raises(InputError, match="incomplete"):  # no reader accepts it until it is resumed
+        processed.count(split)
     monkeypatch.setattr(generation, "generate_events", generate)
     templates.write_templates(split, resume=True, **options)
     a, b = processed.load(whole), processed.load(split)
