@@ -91,6 +91,7 @@ class TrainingConfig:
     clip_norm: float = 1.0  # gradient-norm clipping per tensor
     likelihood_weighting: bool = False  # lambda = g^2 with t uniform in log-SNR
     steps_per_epoch: int | None = None  # null -> one pass over the local shard
+    time_budget_minutes: float = 0.0  # stop after the epoch in which this much training time ran out; 0: none
     seed: int = 1233
 
 
