@@ -286,11 +286,10 @@ def markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(report: dict, directory: str | os.PathLike) -> list[Path]:
-    """Write ``fidelity.json`` and ``fidelity.md`` into ``directory`` (atomically); return the paths."""
+def write(report: dict, directory: str | os.PathLike, stem: str = "fidelity") -> list[Path]:
+    """Write ``<stem>.json`` and ``<stem>.md`` into ``directory`` (atomically); return the paths."""
     directory = Path(directory)
-    texts = {"fidelity.json": json.dumps(report, indent=2, default=_plain) + "\n",
-             "fidelity.md": markdown(report)}
+    texts = {f"{stem}.json": json.dumps(report, indent=2, default=_plain) + "\n", f"{stem}.md": markdown(report)}
     for name, text in texts.items():
         with atomic_output(directory / name) as temporary:
             Path(temporary).write_text(text)
