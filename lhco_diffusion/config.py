@@ -65,7 +65,8 @@ class DataConfig:
 class TransformsConfig:
     """Model-space transforms (see lhco_diffusion.data.transforms)."""
 
-    pt_rel_epsilon: float = 1.0e-6  # pT_rel is clipped to 1 - epsilon before log(1 - pT_rel)
+    pt_rel_epsilon: float = 1.0e-6  # pT_rel is clipped to [epsilon, 1 - epsilon] before the logarithm
+    pt_rel_transform: str = "log_one_minus"  # log(1 - pT_rel) (the paper) | log: log(pT_rel), resolves soft particles
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,7 @@ class Config:
 
 CHOICES = {
     ("data", "kde_source"): ("signal_region", "sideband"),
+    ("transforms", "pt_rel_transform"): ("log_one_minus", "log"),
     ("sampling", "solver"): ("ddim", "ddim2", "dpm2"),
     ("sampling", "mode"): ("noise", "partial-sr", "partial-sb", "partial-ref"),
     ("flow", "classifier"): ("mlp", "hgb"),
