@@ -31,7 +31,7 @@ export HOROVOD_WITHOUT_MPI ?= 1
 export CMAKE_POLICY_VERSION_MINIMUM = 3.5
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install install-gpu test test-fast train demo benchmarks clean
+.PHONY: install install-gpu test test-fast train demo benchmarks fidelity clean
 
 install: $(STAMP)
 
@@ -72,7 +72,14 @@ demo: install
 	$(BIN)/python -m lhco_diffusion.pipeline --config configs/default.yaml
 
 benchmarks: install
-	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in $(filter-out benchmarks/fidelity.py,$(wildcard benchmarks/*.py)); do \
+		$(BIN)/python $$script || exit 1; done
+
+# The science regression check (README, "Checking a change for science regressions"): Pythia
+# pseudo-LHCO events at P=30, a 30-minute training, two-sample/cwola/idealized with 3 seeds.
+# Extra options: make fidelity FIDELITY_ARGS='--set data.raw=FILE'
+fidelity: install
+	$(BIN)/python benchmarks/fidelity.py $(FIDELITY_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -124,8 +124,10 @@ class DataConfig:
 class TransformsConfig:
     """Model-space transforms (see lhco_diffusion.data.transforms)."""
 
-    # pT_rel is clipped to 1 - epsilon before log(1 - pT_rel)
+    # pT_rel is clipped to [epsilon, 1 - epsilon] before the logarithm
     pt_rel_epsilon: float = within(0.0, 1.0, default=1.0e-6, low_open=True, high_open=True)
+    # log(1 - pT_rel) (the paper) | log: log(pT_rel), which resolves soft particles
+    pt_rel_transform: str = one_of("log_one_minus", "log", default="log_one_minus")
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ class TrainingConfig:
     weight_decay: float = at_least(0.0, default=0.0)  # adamw's decoupled weight decay
     warmup_epochs: int = at_least(0, default=0)  # linear warm-up to learning_rate before the cosine decay
     steps_per_epoch: int | None = at_least(1, default=None)  # null -> one pass over the local shard
+    # stop after the epoch in which this much training time ran out; 0: none
+    time_budget_minutes: float = at_least(0.0, default=0.0)
     seed: int = at_least(0, default=1233)
     jit_compile: bool = True  # XLA-compile the training step (single worker; Horovod runs without)
     # the networks' compute precision (variables, losses, EMA and sampler state stay float32)

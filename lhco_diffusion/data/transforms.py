@@ -3,6 +3,7 @@
     jets       (pT, eta, phi, m, N)      -> (log(pT/mjj), eta, phi - azimuth, log(m/mjj), N), standardised
     particles  (pT_rel, deta, dphi)      -> (log(1 - pT_rel), deta, dphi), standardised over real
                                             particles only; padded slots stay exactly 0
+                                            (``transforms.pt_rel_transform: log``: log(pT_rel))
     condition  mjj                       -> log mjj mapped linearly from the sideband edges to [-1, 1]
 
 Collisions are symmetric under a rotation of the whole event about the beam, so the absolute
@@ -18,6 +19,10 @@ The statistics are fitted once on sideband training data (``fit``), saved as JSO
 checkpoint (``Stats.save``), and used unchanged for sampling (``to_physical``).
 pT_rel is clipped to [epsilon, 1 - epsilon] and m/mjj to at least MIN_MASS_FRACTION before the
 logarithms (single-particle jets have pT_rel = 1 and m = 0); the inverse is exact elsewhere.
+
+The paper's log(1 - pT_rel) maps every soft particle (pT_rel << 1) to nearly 0, so the model
+barely resolves them; log(pT_rel) spreads them over decades instead. The choice is stored in
+the statistics, so a checkpoint always inverts its own transform.
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ class Stats:
     log_mjj_min: float  # log(mjj / GeV) mapped to -1
     log_mjj_max: float  # log(mjj / GeV) mapped to +1
     pt_rel_epsilon: float
+    pt_rel_transform: str = "log_one_minus"  # log(1 - pT_rel) (the paper) or "log": log(pT_rel)
 
     def __post_init__(self):
         for name in ("jet_mean", "jet_std", "particle_mean", "particle_std"):
@@ -88,10 +94,10 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
     """Statistics of ``events`` (sideband training data); ``sideband`` [GeV] sets the mjj scaling."""
     if len(events) == 0:
         raise InputError("cannot fit the transforms on an empty event sample")
-    epsilon = transforms_config.pt_rel_epsilon
+    epsilon, pt_rel_transform = transforms_config.pt_rel_epsilon, transforms_config.pt_rel_transform
     jets = _jet_features(events.jets, events.mjj).reshape(-1, 5)
     mask = events.mask
-    particles = _particle_features(events.particles, mask, epsilon)[mask]
+    particles = _particle_features(events.particles, mask, epsilon, pt_rel_transform)[mask]
     if len(particles) == 0:
         raise InputError("cannot fit the transforms: the events have no particles")
     return Stats(
@@ -102,6 +108,7 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
         log_mjj_min=float(np.log(sideband[0])),
         log_mjj_max=float(np.log(sideband[1])),
         pt_rel_epsilon=epsilon,
+        pt_rel_transform=pt_rel_transform,
     )
 
 
@@ -109,7 +116,8 @@ def to_model(stats: Stats, events: Events) -> ModelInputs:
     """Standardised network inputs of physical ``events``."""
     mask = events.mask
     jets = (_jet_features(events.jets, events.mjj) - stats.jet_mean) / stats.jet_std
-    particles = (_particle_features(events.particles, mask, stats.pt_rel_epsilon) - stats.particle_mean)
+    particles = _particle_features(events.particles, mask, stats.pt_rel_epsilon, stats.pt_rel_transform)
+    particles = particles - stats.particle_mean
     particles = particles / stats.particle_std * mask[..., None]
     return ModelInputs(
         particles=particles.astype(np.float32),
@@ -130,11 +138,15 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
     """
     mask = np.asarray(mask) > 0
     mjj = np.asarray(mjj, np.float64)
-    log_one_minus_pt_rel, deta, dphi = np.moveaxis(
+    transformed_pt_rel, deta, dphi = np.moveaxis(
         np.asarray(particles, np.float64) * stats.particle_std + stats.particle_mean, -1, 0
     )
     epsilon = stats.pt_rel_epsilon
-    pt_rel = np.clip(-np.expm1(log_one_minus_pt_rel), epsilon, 1.0 - epsilon)
+    if stats.pt_rel_transform == "log":
+        pt_rel = np.exp(np.minimum(transformed_pt_rel, 0.0))
+    else:
+        pt_rel = -np.expm1(transformed_pt_rel)
+    pt_rel = np.clip(pt_rel, epsilon, 1.0 - epsilon)
     physical_particles = np.stack([pt_rel, deta, dphi], axis=-1) * mask[..., None]
     log_pt_fraction, eta, phi, log_mass_fraction, _ = np.moveaxis(
         np.asarray(jets, np.float64) * stats.jet_std + stats.jet_mean, -1, 0
@@ -174,9 +186,11 @@ def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:
     return np.stack([np.log(pt_fraction), eta, phi, np.log(mass_fraction), n_constituents], axis=-1)
 
 
-def _particle_features(particles: np.ndarray, mask: np.ndarray, epsilon: float) -> np.ndarray:
-    """(N, 2, P, 3) float64 (log(1 - pT_rel), deta, dphi); padded slots 0."""
+def _particle_features(particles: np.ndarray, mask: np.ndarray, epsilon: float,
+                       pt_rel_transform: str = "log_one_minus") -> np.ndarray:
+    """(N, 2, P, 3) float64 (log(1 - pT_rel) or log(pT_rel), deta, dphi); padded slots 0."""
     particles = np.asarray(particles, np.float64)
     pt_rel = np.clip(particles[..., 0], epsilon, 1.0 - epsilon)
-    features = np.stack([np.log1p(-pt_rel), particles[..., 1], particles[..., 2]], axis=-1)
+    transformed = np.log(pt_rel) if pt_rel_transform == "log" else np.log1p(-pt_rel)
+    features = np.stack([transformed, particles[..., 1], particles[..., 2]], axis=-1)
     return features * mask[..., None]

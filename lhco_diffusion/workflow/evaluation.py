@@ -1,5 +1,7 @@
 """Evaluation of a search: SIC and ROC with seed bands per mode, max SIC and AUC versus the
-injected signal, the generated-versus-reference feature plots, and summary.json/summary.md.
+injected signal, the generated-versus-reference feature plots and fidelity reports
+(``workflow.fidelity``: W1 per feature beside its noise floor, FPD, KPD, the two-sample AUC of
+any two-sample scores), and summary.json/summary.md.
 
     summary = evaluate(config, "RUN/scores", "RUN/evaluation", generated="SR.h5", reference="SR_bg.h5")
 
@@ -18,16 +20,18 @@ from lhco_diffusion.config import Config
 from lhco_diffusion.data import processed
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output, refuse_existing, writable_directory, write_json
-from lhco_diffusion.workflow import metrics, plotting, scores
+from lhco_diffusion.workflow import fidelity, metrics, plotting, scores
 from lhco_diffusion.workflow.tasks import HIGH_LEVEL_MODES
 
 
-def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.PathLike,
+def evaluate(config: Config, scores_dir: str | os.PathLike | None, output: str | os.PathLike,
              generated: list[str | os.PathLike] | None = None, reference: str | os.PathLike | None = None,
              overwrite: bool = False) -> dict:
     """Write the SIC/ROC figures of every mode in ``scores_dir``, the versus-nsig figures, the
     generated-versus-reference figure (when both are given; ``generated`` holds one file per
-    generator) and summary.json/.md into ``output``; returns the summary.
+    generator, each with its fidelity report: fidelity.json/.md, or fidelity_<generator>.json/.md
+    beside a first generator's) and summary.json/.md into ``output``; returns the summary.
+    Either ``scores_dir`` or ``generated`` may be None.
 
     Every input is read and checked before the first file is written; an existing evaluation
     (its summary.json) is replaced only with ``overwrite``.
@@ -35,8 +39,10 @@ def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.Pat
     output = Path(output)
     if (generated is None) != (reference is None):
         raise InputError("--generated and --reference must be given together")
+    if scores_dir is None and generated is None:
+        raise InputError("give --scores, or --generated with --reference, or both")
     settings, formats = config.evaluation, config.evaluation.formats
-    groups = scores.collect_scores(scores_dir, expected_seeds=config.classifier.seeds)
+    groups = {} if scores_dir is None else scores.collect_scores(scores_dir, expected_seeds=config.classifier.seeds)
     by_generator = None if generated is None else _by_generator(generated)
     histograms = None if generated is None else plotting.feature_histograms(by_generator, reference)
     results_of = {name: metrics.injections([(f.nsig, f.seed, f.score, f.label) for f in files],
@@ -44,7 +50,7 @@ def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.Pat
                   for name, files in groups.items()}
     refuse_existing(output / "summary.json", overwrite)
     writable_directory(output)
-    summary = {"scores": str(scores_dir), "config": config.source, "modes": {},
+    summary = {"scores": str(scores_dir or ""), "config": config.source, "modes": {},
                "min_background_events": settings.min_background_events,
                "band_quantiles": list(settings.band_quantiles)}
     for name, files in tqdm(groups.items(), desc="modes", unit="mode"):
@@ -62,7 +68,7 @@ def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.Pat
         }
     high_level = frozenset(name for name, mode in summary["modes"].items()
                            if mode["mode"] in HIGH_LEVEL_MODES)
-    for quantity in ("max_sic", "auc"):
+    for quantity in ("max_sic", "auc") if groups else ():
         figure = plotting.versus_nsig_figure(results_of, quantity, settings.band_quantiles, high_level)
         plotting.save(figure, output, f"{quantity}_vs_nsig", formats)
     if histograms is not None:
@@ -72,9 +78,25 @@ def evaluate(config: Config, scores_dir: str | os.PathLike, output: str | os.Pat
                                "wasserstein": {label: {name: _finite(plotting.wasserstein(histogram, label))
                                                        for name, histogram in histograms.items()}
                                                for label in by_generator}}
+        for index, (label, path) in enumerate(by_generator.items()):
+            _fidelity(path, reference, groups, settings.band_quantiles, output,
+                      "fidelity" if index == 0 else f"fidelity_{label}")
     write_json(output / "summary.json", summary)
     _write(output / "summary.md", markdown(summary))
     return summary
+
+
+def _fidelity(generated: Path, reference, groups: dict, quantiles: tuple[float, float], output: Path,
+              stem: str) -> None:
+    """``<stem>.json/md`` of ``generated`` against ``reference`` (their first ``fidelity.MAX_EVENTS``
+    events), with the AUC of every two-sample mode among the score ``groups``."""
+    report = fidelity.compare(processed.load(generated, 0, fidelity.MAX_EVENTS),
+                              processed.load(reference, 0, fidelity.MAX_EVENTS))
+    report.update(generated=str(generated), reference=str(reference))
+    for name, files in groups.items():
+        if files[0].attrs["mode"] == "two-sample":
+            fidelity.add_two_sample_auc(report, name, [(f.seed, f.score, f.label) for f in files], quantiles)
+    fidelity.write(report, output, stem)
 
 
 def _by_generator(paths) -> dict[str, Path]:

@@ -9,6 +9,9 @@ the test part drives early stopping, the validation part is never touched (it is
 of the two-sample checks). Under Horovod every worker trains on its own shard with the gradients
 averaged, the learning rate optionally scaled by the number of workers; only rank 0 writes.
 
+``training.time_budget_minutes`` caps the training time: the run stops cleanly after the epoch
+in which it ran out (checkpoints written), and a resumed run counts the time already spent.
+
 Outputs under ``paths.run_dir``: ``checkpoints/last`` and ``checkpoints/best`` (see
 ``checkpoints``), ``training_log.csv`` and ``tensorboard/``. After each epoch with finite losses
 its log row is written, then ``best`` (if the test loss fell), then ``last``; a resumed run drops
@@ -22,6 +25,7 @@ import dataclasses
 import io
 import math
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -169,14 +173,34 @@ def _finite_losses(logs: dict) -> bool:
     return all(math.isfinite(float(logs.get(name, np.nan))) for name in ("loss", "val_loss"))
 
 
+class TimeBudget(tf.keras.callbacks.Callback):
+    """Stop after the epoch during which the training time (earlier runs' ``spent`` seconds plus
+    this run's) reaches ``minutes``; 0 means no limit. ``seconds`` (averaged over the workers, so
+    they all stop together) is updated at each epoch end, before the checkpoint writer records
+    it for a resumed run to count."""
+
+    def __init__(self, minutes: float, spent: float = 0.0):
+        super().__init__()
+        self.limit, self.seconds, self.start = 60.0 * minutes, spent, time.monotonic()
+        self.spent = spent
+
+    def on_train_begin(self, logs=None):
+        self.start = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds = distributed.allreduce_mean(self.spent + time.monotonic() - self.start, "training_seconds")
+        if self.limit and self.seconds >= self.limit:
+            self.model.stop_training = True
+
+
 class CheckpointWriter(tf.keras.callbacks.Callback):
     """After each epoch with finite losses: rewrite ``last``, and ``best`` if the test loss fell."""
 
     def __init__(self, paths: dict[str, Path], optimizer, stats: transforms.Stats, config: Config,
-                 early_stopping: ResumableEarlyStopping):
+                 early_stopping: ResumableEarlyStopping, budget: TimeBudget):
         super().__init__()
         self.paths, self.optimizer, self.stats, self.config = paths, optimizer, stats, config
-        self.early_stopping = early_stopping
+        self.early_stopping, self.budget = early_stopping, budget
 
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
@@ -185,7 +209,8 @@ class CheckpointWriter(tf.keras.callbacks.Callback):
         improved = self.early_stopping.wait == 0
         state = {"epoch": epoch + 1, "best_loss": float(self.early_stopping.best),
                  "wait": int(self.early_stopping.wait), "loss": float(logs["loss"]),
-                 "val_loss": float(logs["val_loss"]), "workers": distributed.current().size}
+                 "val_loss": float(logs["val_loss"]), "workers": distributed.current().size,
+                 "training_seconds": self.budget.seconds}
         if improved:
             checkpoints.save(self.paths["best"], self.model, self.optimizer, self.stats, self.config, state)
         checkpoints.save(self.paths["last"], self.model, self.optimizer, self.stats, self.config, state)
@@ -253,10 +278,11 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
     non_finite = StopOnNonFiniteLoss()
     early_stopping = ResumableEarlyStopping(settings.early_stopping_patience, state.get("best_loss", np.inf),
                                             state.get("wait", 0))
+    budget = TimeBudget(settings.time_budget_minutes, state.get("training_seconds", 0.0))
     own = [distributed.broadcast_callback(model.variables), distributed.average_metrics_callback(),
-           non_finite, early_stopping]
+           non_finite, early_stopping, budget]
     if context.is_root:
-        own += _writers(paths, model_optimizer, data.stats, config, early_stopping, first_epoch=state["epoch"])
+        own += _writers(paths, model_optimizer, data.stats, config, early_stopping, budget, first_epoch=state["epoch"])
     paths["last"].parent.mkdir(parents=True, exist_ok=True)
     verbose = (1 if sys.stdout.isatty() else 2) if context.is_root else 0
     history = model.fit(batches(data.train, True), validation_data=batches(data.test, False),
@@ -269,12 +295,13 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
 
 
 def _writers(paths: dict[str, Path], optimizer, stats: transforms.Stats, config: Config,
-             early_stopping: ResumableEarlyStopping, first_epoch: int) -> list[tf.keras.callbacks.Callback]:
+             early_stopping: ResumableEarlyStopping, budget: TimeBudget,
+             first_epoch: int) -> list[tf.keras.callbacks.Callback]:
     """Rank 0's callbacks: checkpoints, the CSV log (continued when resuming) and TensorBoard."""
     if first_epoch:
         print(f"resuming {paths['last']} after epoch {first_epoch} of {config.training.epochs}")
     return [TrainingLog(paths["log"], first_epoch),
-            CheckpointWriter(paths, optimizer, stats, config, early_stopping),
+            CheckpointWriter(paths, optimizer, stats, config, early_stopping, budget),
             tf.keras.callbacks.TensorBoard(str(paths["tensorboard"]), write_graph=False, profile_batch=0)]
 
 
@@ -297,8 +324,10 @@ def _diverged(failure: str, last: Path) -> str:
 
 
 def _finished(state: dict, settings: TrainingConfig) -> bool:
-    """True if a checkpoint's run used up its epochs or its early-stopping patience."""
-    return state["epoch"] >= settings.epochs or state.get("wait", 0) >= settings.early_stopping_patience
+    """True if a checkpoint's run used up its epochs, its early-stopping patience or its time budget."""
+    out_of_time = 0 < 60.0 * settings.time_budget_minutes <= state.get("training_seconds", 0.0)
+    return (state["epoch"] >= settings.epochs or state.get("wait", 0) >= settings.early_stopping_patience
+            or out_of_time)
 
 
 def _summary(paths: dict[str, Path], state: dict, stopped_early: bool, epochs_this_run: int) -> dict:

@@ -133,3 +133,21 @@ def test_bad_statistics_files(tmp_path):
 def test_fit_on_no_events_is_an_input_error(events, test_config):
     with pytest.raises(InputError, match="empty"):
         transforms.fit(events.select(slice(0, 0)), test_config.transforms, test_config.data.sideband)
+
+
+def test_log_pt_rel_transform_spreads_soft_particles_and_inverts_exactly(events, test_config):
+    """transforms.pt_rel_transform=log: the model sees log(pT_rel), standardised, and the stored
+    statistics invert it; soft particles stay resolved instead of collapsing onto log(1) = 0."""
+    settings = test_config.transforms.__class__(pt_rel_transform="log")
+    log_stats = transforms.fit(regions.sideband_background(events, test_config.data), settings,
+                               sideband=test_config.data.sideband)
+    assert log_stats.pt_rel_transform == "log"
+    inputs = transforms.to_model(log_stats, events)
+    real = inputs.mask > 0
+    expected = (np.log(events.particles[..., 0][real]) - log_stats.particle_mean[0]) / log_stats.particle_std[0]
+    np.testing.assert_allclose(inputs.particles[..., 0][real], expected, rtol=1e-4, atol=1e-4)
+    back = _back(log_stats, inputs, events)
+    np.testing.assert_allclose(back.particles, events.particles, rtol=1e-5, atol=1e-5)
+    soft = events.particles[..., 0][real] < 0.01
+    assert soft.any()
+    assert np.std(inputs.particles[..., 0][real][soft]) > 0.2  # paper's transform: ~0.01 / std

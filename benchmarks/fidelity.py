@@ -1,0 +1,190 @@
+"""The science regression check: does the search still work on realistic events?
+
+    python benchmarks/fidelity.py [--config configs/pythia_30.yaml] [--set section.key=value ...]
+    make fidelity
+
+On the configuration's events (by default a Pythia 8 pseudo-LHCO sample made once into the cache;
+``--set data.raw=FILE`` for any raw file), in order, each step skipped when its output exists
+under ``paths.run_dir`` (so a rerun only completes what is missing):
+
+1. prepare the events at P = ``data.npart`` (cached);
+2. train the diffusion models for ``training.time_budget_minutes`` (resumed if interrupted);
+3. generate ``sampling.n_events`` sideband events (mjj of the held-out sideband) and the
+   signal-region template (``classifier.oversampling`` x ``classifier.n_background``);
+4. train the classifier ``classifier.seeds`` times in each mode: two-sample in the sideband
+   (generated against the held-out sideband background), cwola and idealized at the largest
+   ``classifier.nsig``;
+5. write ``fidelity/`` (fidelity.json/md and the feature plots, sideband and signal region) and
+   ``benchmark.json``, and print one table: AUCs, max SIC, the worst W1/noise-floor ratio and
+   the training time per step.
+
+A faithful generator gives a two-sample AUC near 0.5, W1/floor near 1 and a cwola max SIC close
+to idealized's.
+"""
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from lhco_diffusion import cli, distributed
+from lhco_diffusion import config as config_module
+from lhco_diffusion.data import processed, selection, sources
+from lhco_diffusion.files import atomic_output
+from lhco_diffusion.workflow import (checkpoints, fidelity, metrics, plotting, scores as score_files, tasks,
+                                     templates, training, weak_supervision)
+
+ROOT = Path(__file__).resolve().parents[1]
+MODES = ("two-sample", "cwola", "idealized")
+
+
+class StepTimer(tf.keras.callbacks.Callback):
+    """Wall-clock seconds of every training step (validation excluded)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds.append(time.perf_counter() - self.start)
+
+
+def main(argv=None) -> int:
+    parser = cli.parser(__doc__.splitlines()[0], config_required=False)
+    parser.set_defaults(config=str(ROOT / "configs" / "pythia_30.yaml"))
+    args = parser.parse_args(argv)
+    return cli.run(lambda: _benchmark(args))
+
+
+def _benchmark(args) -> None:
+    config = cli.load_config(args)
+    run_dir = config_module.expand(config.paths.run_dir)
+
+    data_path = sources.processed_file(config)
+    timer = StepTimer()
+    summary = training.train(config, resume=True, callbacks=[timer])
+    generated = _generate(config, data_path, run_dir / "samples", Path(summary["best"]))
+    results = {mode: _classify(mode, config, data_path, generated, run_dir / "scores") for mode in MODES}
+    reports = _fidelity(config, data_path, generated, run_dir / "fidelity", results["two-sample"])
+    state = checkpoints.read_state(summary["last"])
+    record = {
+        "config": args.config, "overrides": args.overrides, "data": str(data_path),
+        "training": {"epochs": state["epoch"], "seconds": state.get("training_seconds"),
+                     "seconds_per_step": statistics.median(timer.seconds) if timer.seconds else None,
+                     "steps_timed": len(timer.seconds)},
+        "classifiers": {mode: _bands(runs, config) for mode, runs in results.items()},
+        "fidelity": {region: {"worst_ratio": report["worst_ratio"], "fpd": report["fpd"], "kpd": report["kpd"]}
+                     for region, report in reports.items()},
+    }
+    with atomic_output(run_dir / "benchmark.json") as temporary:
+        temporary.write_text(json.dumps(record, indent=2) + "\n")
+    print(_table(record, config))
+    print(f"details: {run_dir / 'fidelity'}/fidelity_*.md, plots {run_dir / 'fidelity'}/*.png, "
+          f"{run_dir / 'benchmark.json'}")
+
+
+def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path) -> dict[str, Path]:
+    """Generated sideband and signal-region events (completed if a file is partial)."""
+    sizes = {"SB": config.sampling.n_events,
+             "SR": min(config.classifier.n_generated, config.classifier.oversampling * config.classifier.n_background)}
+    checkpoint = None
+    paths = {}
+    for region, n in sizes.items():
+        path = paths[region] = directory / f"{region}.h5"
+        if path.exists() and processed.read_attrs(path).get("complete", False):
+            continue
+        checkpoint = checkpoint or checkpoints.load(checkpoint_path)
+        templates.write_templates(path, checkpoint, config, data_path, region, n, seed=config.sampling.seed,
+                                  batch_size=config.sampling.batch_size, resume=True,
+                                  attrs={"checkpoint": str(checkpoint_path), "data": str(data_path)})
+    return paths
+
+
+def _classify(mode: str, config, data_path: Path, generated: dict[str, Path],
+              directory: Path) -> list[tuple[int, np.ndarray, np.ndarray]]:
+    """``[(seed, test scores, test labels), ...]`` of ``classifier.seeds`` trainings of ``mode``;
+    score files already written are read instead of trained again."""
+    if mode == "two-sample":
+        task = tasks.two_sample_task(config, generated["SB"], "SB", data_path=data_path)
+    else:
+        split = selection.split_signal_region(config, data_path, sources.extra_background_file(config))
+        task = tasks.signal_region_task(mode, config, split, max(config.classifier.nsig), generated["SR"])
+    runs = []
+    for seed in range(config.classifier.seeds):
+        path = directory / weak_supervision.method_name(task) / score_files.score_name(task.nsig, seed)
+        if not path.exists():
+            scores, record = weak_supervision.train_and_score(task, config, seed, distributed.init())
+            score_files.write_scores(path, scores, task, seed, config, {**record, "data": str(data_path)})
+        scores = score_files.read_scores(path)
+        runs.append((seed, scores.score, scores.label))
+    return runs
+
+
+def _fidelity(config, data_path: Path, generated: dict[str, Path], directory: Path,
+              two_sample: list) -> dict[str, dict]:
+    """Fidelity reports and feature plots of the generated sideband (against the held-out
+    sideband background) and signal region (against the true SR background)."""
+    references = {region: selection.reference_background(data_path, region, config) for region in ("SB", "SR")}
+    reports = {}
+    for region, reference in references.items():
+        reference_path = directory / f"reference_{region}.h5"
+        if not reference_path.exists():
+            with atomic_output(reference_path) as temporary, \
+                    processed.EventWriter(temporary, config.data.npart, {"source": str(data_path)}) as writer:
+                writer.append(reference)
+        events = processed.load(generated[region], 0, fidelity.MAX_EVENTS)
+        report = reports[region] = fidelity.compare(events, reference.select(slice(0, fidelity.MAX_EVENTS)))
+        report.update(generated=str(generated[region]), reference=str(reference_path), region=region)
+        if region == "SB":
+            fidelity.add_two_sample_auc(report, "two-sample-SB", two_sample, config.evaluation.band_quantiles)
+        fidelity.write(report, directory, f"fidelity_{region}")
+        histograms = plotting.feature_histograms(generated[region], reference_path, progress=False)
+        plotting.save(plotting.feature_figure(histograms), directory, f"generated_vs_reference_{region}",
+                      ("png",))
+    return reports
+
+
+def _bands(runs: list, config) -> dict:
+    """AUC and max SIC per seed, their median and band over the seeds."""
+    quantiles = config.evaluation.band_quantiles
+    aucs = [metrics.auc(scores, labels) for _, scores, labels in runs]
+    sics = [metrics.max_sic(scores, labels, config.evaluation.min_background_events) for _, scores, labels in runs]
+    return {"seeds": [seed for seed, _, _ in runs], "auc_per_seed": aucs, "max_sic_per_seed": sics,
+            "auc": metrics.band(aucs, quantiles).to_dict(), "max_sic": metrics.band(sics, quantiles).to_dict()}
+
+
+def _table(record: dict, config) -> str:
+    def band(values: dict, digits: int) -> str:
+        return f"{values['median']:.{digits}f} [{values['low']:.{digits}f}, {values['high']:.{digits}f}]"
+
+    classifiers = record["classifiers"]
+    lines = [f"| quantity ({len(classifiers['cwola']['seeds'])} seeds: median [16 %, 84 %]) | value |", "|---|---|",
+             f"| two-sample AUC, sideband | {band(classifiers['two-sample']['auc'], 3)} |"]
+    for mode in ("cwola", "idealized"):
+        lines += [f"| {mode} AUC, nsig={max(config.classifier.nsig)} | {band(classifiers[mode]['auc'], 3)} |",
+                  f"| {mode} max SIC | {band(classifiers[mode]['max_sic'], 2)} |"]
+    ratio = classifiers["cwola"]["max_sic"]["median"] / classifiers["idealized"]["max_sic"]["median"]
+    lines.append(f"| cwola / idealized max SIC | {ratio:.2f} |")
+    for region, result in record["fidelity"].items():
+        worst = result["worst_ratio"]
+        lines.append(f"| worst W1 / noise floor, {region} | {worst['ratio']:.2f} ({worst['feature']}) |")
+        lines.append(f"| FPD / KPD (jet features), {region} | {result['fpd']['value']:.3g} ± "
+                     f"{result['fpd']['error']:.2g} / {result['kpd']['value']:.3g} ± {result['kpd']['error']:.2g} |")
+    training_record = record["training"]
+    per_step = training_record["seconds_per_step"]
+    lines.append(f"| training: epochs, minutes, time per step | {training_record['epochs']}, "
+                 f"{(training_record['seconds'] or 0) / 60:.1f}, "
+                 f"{'%.0f ms' % (1e3 * per_step) if per_step else 'n/a (trained earlier)'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
