@@ -66,6 +66,8 @@ class Stats:
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Stats":
         """Read statistics written by ``save``."""
+        if not os.path.isfile(path):
+            raise InputError(f"transform statistics {path} do not exist; train the model first")
         values = read_json(path, "transform statistics")
         try:
             return cls(**values)
