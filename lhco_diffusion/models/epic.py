@@ -123,7 +123,7 @@ class EpicParticleNetwork(tf.keras.Model):
         global_ = act(self.global_out([hidden, c]))
         for layer in self.epic_layers:
             local, global_ = layer(local, global_, c, weight)
-        return self.readout([local, c]) * weight
+        return tf.cast(self.readout([local, c]) * weight, tf.float32)  # float32 under mixed precision too
 
 
 class FlowMatchingJetNetwork(tf.keras.Model):
@@ -145,7 +145,8 @@ class FlowMatchingJetNetwork(tf.keras.Model):
         hidden = self.activation(self.input_layer([tf.reshape(jets_t, (-1, 2 * N_JET_FEATURES)), *conditioning]))
         for layer in self.hidden_layers:
             hidden = self.activation(layer([hidden, *conditioning]) + hidden)
-        return tf.reshape(self.readout([hidden, *conditioning]), (-1, 2, N_JET_FEATURES))
+        velocity = tf.reshape(self.readout([hidden, *conditioning]), (-1, 2, N_JET_FEATURES))
+        return tf.cast(velocity, tf.float32)  # float32 even when the layers compute in bfloat16
 
 
 def build_flow_matching_jet_network(config: FlowMatchingJetConfig,
