@@ -68,9 +68,3 @@ class DiffusionModel(GenerativeModel):
         particles_t, v = self._noised(particles, t, noise)
         v_hat = self.particle_network((particles_t * mask[..., None], t, jets, condition, mask), training=training)
         return masked_mean_square(v_hat - v, mask, weight[:, 0])
-
-    def losses(self, batch, noise: NoiseStream, training: bool) -> dict[str, tf.Tensor]:
-        particles, jets, condition, mask = batch
-        loss_jet = self.jet_loss(jets, condition, noise, training)
-        loss_particle = self.particle_loss(particles, jets, condition, mask, noise, training)
-        return {"loss": loss_jet + loss_particle, "loss_jet": loss_jet, "loss_particle": loss_particle}

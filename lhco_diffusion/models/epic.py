@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from lhco_diffusion.config import EpicConfig, FlowMatchingJetConfig
 from lhco_diffusion.models.layers import FourierFeatures, leaky_relu
+from lhco_diffusion.models.networks import with_jet_weights, with_particle_weights
 from lhco_diffusion.data.layout import N_JET_FEATURES, N_PARTICLE_FEATURES
 
 
@@ -152,14 +153,9 @@ class FlowMatchingJetNetwork(tf.keras.Model):
 def build_flow_matching_jet_network(config: FlowMatchingJetConfig,
                                     name: str = "jet_network") -> FlowMatchingJetNetwork:
     """A flow-matching jet network with its weights created."""
-    network = FlowMatchingJetNetwork(config, name=name)
-    network((tf.zeros((1, 2, N_JET_FEATURES)), tf.zeros((1, 1)), tf.zeros((1, 1))))
-    return network
+    return with_jet_weights(FlowMatchingJetNetwork(config, name=name))
 
 
 def build_epic_particle_network(config: EpicConfig, name: str = "particle_network") -> EpicParticleNetwork:
-    """An EPiC particle network with its weights created (P is free; built on one slot)."""
-    network = EpicParticleNetwork(config, name=name)
-    network((tf.zeros((1, 1, N_PARTICLE_FEATURES)), tf.zeros((1, 1)), tf.zeros((1, N_JET_FEATURES)),
-             tf.zeros((1, 1)), tf.ones((1, 1))))
-    return network
+    """An EPiC particle network with its weights created (P is free)."""
+    return with_particle_weights(EpicParticleNetwork(config, name=name))

@@ -82,8 +82,8 @@ def precision_policy(precision: str):
 class GenerativeModel(tf.keras.Model):
     """Jet and particle velocity networks, their EMA copies and the shared training loop.
 
-    Subclasses set ``process`` and implement ``losses(batch, noise, training)``, returning a dict
-    with the ``LOSS_NAMES`` (``loss`` = ``loss_jet`` + ``loss_particle`` is minimised).
+    Subclasses set ``process`` and implement ``jet_loss`` and ``particle_loss``; ``losses`` returns
+    the ``LOSS_NAMES`` (``loss`` = ``loss_jet`` + ``loss_particle`` is minimised).
     """
 
     process: str = ""  # the solvers' name of this generator's time convention
@@ -120,6 +120,19 @@ class GenerativeModel(tf.keras.Model):
         return self.jet_network.trainable_variables + self.particle_network.trainable_variables
 
     def losses(self, batch, noise: NoiseStream, training: bool) -> dict[str, tf.Tensor]:
+        """The objective of a batch: the jet model's loss plus the particle model's."""
+        particles, jets, condition, mask = batch
+        loss_jet = self.jet_loss(jets, condition, noise, training)
+        loss_particle = self.particle_loss(particles, jets, condition, mask, noise, training)
+        return {"loss": loss_jet + loss_particle, "loss_jet": loss_jet, "loss_particle": loss_particle}
+
+    def jet_loss(self, jets: tf.Tensor, condition: tf.Tensor, noise: NoiseStream, training: bool) -> tf.Tensor:
+        """The jet model's loss on jets (B, 2, 5) given condition (B, 1)."""
+        raise NotImplementedError
+
+    def particle_loss(self, particles: tf.Tensor, jets: tf.Tensor, condition: tf.Tensor, mask: tf.Tensor,
+                      noise: NoiseStream, training: bool) -> tf.Tensor:
+        """The particle model's loss over the real particles of (B, 2, P, 3) given their jets."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ training loop

@@ -71,16 +71,25 @@ class ParticleNetwork(_ConditionedSetNetwork):
         return self._conditioned(particles_t, mask, t, condition, jet)
 
 
-def build_jet_network(config: NetworkConfig, name: str = "jet_network") -> JetNetwork:
-    """A jet network with its weights created."""
-    network = JetNetwork(config, name=name)
+def with_jet_weights(network: tf.keras.Model) -> tf.keras.Model:
+    """``network`` (any generator's jet network) with its weights created by one dummy call."""
     network((tf.zeros((1, 2, N_JET_FEATURES)), tf.zeros((1, 1)), tf.zeros((1, 1))))
     return network
 
 
-def build_particle_network(config: NetworkConfig, name: str = "particle_network") -> ParticleNetwork:
-    """A particle network with its weights created (P is free; built on one slot)."""
-    network = ParticleNetwork(config, name=name)
+def with_particle_weights(network: tf.keras.Model) -> tf.keras.Model:
+    """``network`` (any generator's particle network) with its weights created by one dummy call
+    on one slot (P is free)."""
     network((tf.zeros((1, 1, N_PARTICLE_FEATURES)), tf.zeros((1, 1)), tf.zeros((1, N_JET_FEATURES)),
              tf.zeros((1, 1)), tf.ones((1, 1))))
     return network
+
+
+def build_jet_network(config: NetworkConfig, name: str = "jet_network") -> JetNetwork:
+    """A jet network with its weights created."""
+    return with_jet_weights(JetNetwork(config, name=name))
+
+
+def build_particle_network(config: NetworkConfig, name: str = "particle_network") -> ParticleNetwork:
+    """A particle network with its weights created (P is free)."""
+    return with_particle_weights(ParticleNetwork(config, name=name))
