@@ -94,7 +94,7 @@ class TrainingConfig:
     likelihood_weighting: bool = False  # lambda = g^2 with t uniform in log-SNR
     steps_per_epoch: int | None = None  # null -> one pass over the local shard
     seed: int = 1233
-    jit_compile: bool = True  # XLA-compile the training step (single worker; Horovod runs without)
+    jit_compile: bool = False  # XLA-compile the training step (single worker; slow to compile on CPU)
     mixed_precision: str = "float32"  # float32 | bfloat16 | float16: the networks' compute precision
 
 
