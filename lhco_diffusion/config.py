@@ -181,7 +181,7 @@ class TrainingConfig:
     # stop after the epoch in which this much training time ran out; 0: none
     time_budget_minutes: float = at_least(0.0, default=0.0)
     seed: int = at_least(0, default=1233)
-    jit_compile: bool = True  # XLA-compile the training step (single worker; Horovod runs without)
+    jit_compile: bool = False  # XLA-compile the training step (single worker; minutes per batch shape on a CPU)
     # the networks' compute precision (variables, losses, EMA and sampler state stay float32)
     mixed_precision: str = one_of("float32", "bfloat16", "float16", default="float32")
 
