@@ -1,6 +1,8 @@
-"""Training throughput of the paper-size diffusion models (configs/lhco_279.yaml networks).
+"""Training throughput of the paper-size generators: diffusion (configs/lhco_279.yaml networks)
+and EPiC flow matching (configs/lhco_279_fm.yaml), side by side.
 
-    python benchmarks/train_step.py [--steps 4] [--batch-size 128] [--npart 279 30]
+    python benchmarks/train_step.py [--steps 4] [--batch-size 128] [--npart 279 30] \
+        [--generator diffusion flow_matching]
 
 For each P it draws ``data.bucket_window`` batches' worth of random model-space events whose
 multiplicities follow a gamma distribution with mean 60 and width 25 constituents, clipped to
@@ -32,10 +34,11 @@ import tensorflow as tf  # noqa: E402
 from lhco_diffusion import config as config_module  # noqa: E402
 from lhco_diffusion.data.dataset import diffusion_dataset  # noqa: E402
 from lhco_diffusion.data.transforms import ModelInputs  # noqa: E402
-from lhco_diffusion.models.diffusion import DiffusionModel  # noqa: E402
+from lhco_diffusion.models.build import build_generator  # noqa: E402
 from lhco_diffusion.models.generator import precision_policy  # noqa: E402
 
-PAPER_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "lhco_279.yaml"
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PAPER_CONFIGS = {"diffusion": CONFIGS / "lhco_279.yaml", "flow_matching": CONFIGS / "lhco_279_fm.yaml"}
 # name: (pipeline options of diffusion_dataset, jit_compile, mixed precision)
 CONFIGURATIONS = {
     "padded to P": (dict(pad_to_longest=False), False, "float32"),
@@ -72,7 +75,7 @@ def events_per_second(config, inputs: ModelInputs, batch_size: int, steps: int, 
     options, jit_compile, precision = configuration
     data, batches = fixed_batches(inputs, batch_size, steps, options, config.data.bucket_window)
     with precision_policy(precision):
-        model = DiffusionModel(config.jet_model, config.particle_model, config.training)
+        model = build_generator(config)
     if options.get("bucket_window"):
         model.real_particles_per_event = float(inputs.mask.sum(axis=(1, 2)).mean())
     model.compile(optimizer=tf.keras.optimizers.Adam(1e-4), jit_compile=jit_compile)
@@ -91,19 +94,21 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--npart", type=int, nargs="+", default=[279, 30])
     parser.add_argument("--only", nargs="+", choices=list(CONFIGURATIONS), default=list(CONFIGURATIONS))
+    parser.add_argument("--generator", nargs="+", choices=list(PAPER_CONFIGS), default=list(PAPER_CONFIGS))
     args = parser.parse_args()
-    config = config_module.load(PAPER_CONFIG)
-    print(f"paper-size networks ({PAPER_CONFIG.name}), batch {args.batch_size}, {args.steps} timed steps, "
-          f"bucket window {config.data.bucket_window} batches, {os.cpu_count()} CPU threads, "
-          f"TensorFlow {tf.__version__}")
-    for npart in args.npart:
-        inputs = random_inputs(args.batch_size * config.data.bucket_window, npart)
-        padded = None
-        for name in args.only:
-            rate, warm_up = events_per_second(config, inputs, args.batch_size, args.steps, CONFIGURATIONS[name])
-            padded = padded or (rate if name == "padded to P" else None)
-            ratio = f"{rate / padded:5.2f}x" if padded else "   - "
-            print(f"P={npart:4d}  {name:24s} {rate:8.1f} events/s  {ratio}  (warm-up {warm_up:5.1f} s)", flush=True)
+    print(f"paper-size networks, batch {args.batch_size}, {args.steps} timed steps, "
+          f"{os.cpu_count()} CPU threads, TensorFlow {tf.__version__}")
+    for generator in args.generator:
+        config = config_module.load(PAPER_CONFIGS[generator])
+        for npart in args.npart:
+            inputs = random_inputs(args.batch_size * config.data.bucket_window, npart)
+            padded = None
+            for name in args.only:
+                rate, warm_up = events_per_second(config, inputs, args.batch_size, args.steps, CONFIGURATIONS[name])
+                padded = padded or (rate if name == "padded to P" else None)
+                ratio = f"{rate / padded:5.2f}x" if padded else "   - "
+                print(f"{generator:13s} P={npart:4d}  {name:24s} {rate:8.1f} events/s  {ratio}  "
+                      f"(warm-up {warm_up:5.1f} s)", flush=True)
     return 0
 
 
