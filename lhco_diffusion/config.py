@@ -243,7 +243,7 @@ class ClassifierConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """The CATHODE baseline: a conditional MAF on four high-level features (lhco_diffusion.flow)."""
+    """The CATHODE baseline: a conditional MAF on four high-level features (workflow.cathode_flow)."""
 
     num_layers: int = at_least(1, default=8)  # MADE blocks, reverse permutations between them
     hidden_units: tuple[int, ...] = at_least(1, default=(64, 64))  # hidden layers of each MADE block
