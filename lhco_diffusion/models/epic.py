@@ -60,7 +60,7 @@ class ConcatDense(tf.keras.layers.Layer):
         per_particle = any(x.shape.rank == 3 for x in inputs)
         total = self.bias
         for x, weights in zip(inputs, tf.split(kernel, self.widths, axis=0)):
-            term = tf.einsum("...i,ij->...j", x, weights)
+            term = tf.tensordot(x, weights, axes=1)  # einsum's gradient here is 60x slower on CPU
             total = total + (term[:, None, :] if per_particle and x.shape.rank == 2 else term)
         return total
 
