@@ -138,6 +138,9 @@ class NetworkConfig:
     projection_dim: int = at_least(1, default=128)  # token width inside the transformer
     num_layers: int = at_least(1, default=6)  # transformer blocks
     num_heads: int = at_least(1, default=2)
+    # jet_model only: each jet token carries its index (0: the leading-pT jet, 1: the other), so the
+    # network can learn the ordered pair; false (the paper) leaves it equivariant to swapping them
+    jet_index: bool = False
 
 
 @dataclass(frozen=True)
@@ -171,6 +174,9 @@ class TrainingConfig:
     scale_learning_rate: bool = True  # multiply by the number of workers (16 x 1e-4 = 1.6e-3)
     early_stopping_patience: int = at_least(1, default=50)  # epochs without a lower test loss
     ema_decay: float = within(0.0, 1.0, default=0.999, high_open=True)
+    # decay min(ema_decay, (1 + n) / (10 + n)) after optimizer step n, so the average of a short run
+    # forgets its random start; false (the paper): ema_decay from the first step
+    ema_warmup: bool = False
     clip_norm: float = positive(1.0)  # gradient-norm clipping per tensor
     likelihood_weighting: bool = False  # diffusion: lambda = g^2 with t uniform in log-SNR
     sigma_min: float = positive(1.0e-4)  # flow matching: width of the data end of the probability path
@@ -475,6 +481,9 @@ def _check_consistency(config: Config) -> None:
         if network.projection_dim < network.num_heads:  # each attention head needs a width >= 1
             raise ConfigError(f"{config.source}: {name}.projection_dim ({network.projection_dim}) must be at "
                               f"least {name}.num_heads ({network.num_heads})")
+    if config.particle_model.jet_index:
+        raise ConfigError(f"{config.source}: particle_model.jet_index has no meaning (the particle network sees "
+                          "one jet at a time); set jet_model.jet_index instead")
 
 
 def _plain(value):

@@ -12,6 +12,12 @@ through one dense layer; the embeddings are concatenated and merged by a dense l
 condition vector of a ``PointCloudNetwork`` (DeepSets + masked attention). P may change from
 call to call. The jet network is equivariant to swapping the two jets, the particle network
 to permuting a jet's particles, and padded particles neither influence nor receive anything.
+
+With ``jet_model.jet_index`` the jet network instead appends each jet's index as a one-hot pair
+to its token (the data list the leading-pT jet first): the pair is then ordered, and the network
+can give the leading jet and its back-to-back partner their own distributions (after the event
+rotation of ``data.transforms`` the leading jet's phi is fixed) instead of having to break the
+swap symmetry from the noise alone.
 """
 from __future__ import annotations
 
@@ -50,11 +56,15 @@ class JetNetwork(_ConditionedSetNetwork):
 
     def __init__(self, config: NetworkConfig, **kwargs):
         super().__init__(config, N_JET_FEATURES, extra_features=False, **kwargs)
+        self.jet_index = config.jet_index
 
     def call(self, inputs):
         """inputs = (jets_t (B, 2, 5), t (B, 1), condition (B, 1)) -> v (B, 2, 5)."""
         jets_t, t, condition = inputs
         both_real = tf.ones(tf.shape(jets_t)[:2], tf.bool)
+        if self.jet_index:
+            one_hot = tf.eye(2, dtype=jets_t.dtype)[None]  # (1, 2, 2): row j marks jet j
+            jets_t = tf.concat([jets_t, tf.tile(one_hot, (tf.shape(jets_t)[0], 1, 1))], axis=-1)
         return self._conditioned(jets_t, both_real, t, condition)
 
 

@@ -1,6 +1,7 @@
 """The diffusion networks: symmetries, masking, the objective and the paper-size weight counts."""
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -60,6 +61,27 @@ def test_jet_velocity_is_equivariant_to_swapping_the_jets(tiny):
     np.testing.assert_allclose(swapped, v[:, ::-1], atol=1e-5)
 
 
+def test_the_jet_index_tells_the_leading_jet_from_the_other(test_config):
+    """With jet_model.jet_index the pair is ordered: swapping the jets no longer just swaps the
+    velocities (the network sees which token is the leading jet), and the index adds exactly the
+    2 x projection_dim weights of its two input columns."""
+    indexed = dataclasses.replace(test_config.jet_model, jet_index=True)
+    tf.keras.utils.set_random_seed(3)
+    network = networks.build_jet_network(indexed)
+    _, jets, condition, _ = _events(6, 4, seed=4)
+    t = np.random.default_rng(5).uniform(size=(6, 1)).astype(np.float32)
+    v = network((jets, t, condition)).numpy()
+    swapped = network((jets[:, ::-1], t, condition)).numpy()
+    assert np.abs(swapped - v[:, ::-1]).max() > 1e-3
+    plain = networks.build_jet_network(test_config.jet_model).count_params()
+    assert network.count_params() - plain == 2 * indexed.projection_dim
+
+
+def test_the_particle_model_refuses_a_jet_index(tmp_path):
+    with pytest.raises(config_module.ConfigError, match="particle_model.jet_index"):
+        config_module.load(CONFIGS / "test.yaml", ["particle_model.jet_index=true"])
+
+
 def test_each_jets_particles_depend_on_their_own_jet_only(tiny):
     particles, jets, condition, mask = _events(3, 6, seed=6)
     t = np.full((3, 1), 0.5, np.float32)
@@ -82,6 +104,21 @@ def test_ema_follows_the_trained_weights(test_config):
     model._update_ema()
     after = model.ema_jet_network.trainable_weights[0].numpy()
     np.testing.assert_allclose(after, before + (1.0 - test_config.training.ema_decay), atol=1e-6)
+
+
+@pytest.mark.parametrize("steps, decay", [(0, 0.1), (90, 0.91), (100_000, 0.999)])
+def test_the_ema_warm_up_caps_the_decay_early_in_training(test_config, steps, decay):
+    """ema_warmup: decay = min(ema_decay, (1 + n) / (10 + n)) at optimizer step n."""
+    training = dataclasses.replace(test_config.training, ema_decay=0.999, ema_warmup=True)
+    model = diffusion.DiffusionModel(test_config.jet_model, test_config.particle_model, training)
+    model.compile(optimizer=tf.keras.optimizers.Adam())
+    model.optimizer.iterations.assign(steps)
+    weight = model.jet_network.trainable_weights[0]
+    before = model.ema_jet_network.trainable_weights[0].numpy()
+    weight.assign_add(tf.ones_like(weight))
+    model._update_ema()
+    after = model.ema_jet_network.trainable_weights[0].numpy()
+    np.testing.assert_allclose(after, before + (1.0 - decay), atol=1e-6)
 
 
 def test_loss_is_the_v_error_averaged_over_real_particles(test_config):
