@@ -97,7 +97,7 @@ class GenerativeModel(tf.keras.Model):
         self.ema_jet_network, self.ema_particle_network = ema_jet_network, ema_particle_network
         for network, ema in self._network_pairs():
             ema.set_weights(network.get_weights())
-        self.ema_decay = training.ema_decay
+        self.ema_decay, self.ema_warmup = training.ema_decay, training.ema_warmup
         self.clip_norm = training.clip_norm
         self.wrap_tape = wrap_tape
         self.noise_seed = noise_seed
@@ -169,9 +169,13 @@ class GenerativeModel(tf.keras.Model):
         return self._report(self.losses(batch, NoiseStream(self.noise_seed, TEST_NOISE_STEP), training=False))
 
     def _update_ema(self) -> None:
+        decay = tf.constant(self.ema_decay, tf.float32)
+        if self.ema_warmup:
+            steps = tf.cast(self.optimizer.iterations, tf.float32)  # already counts this step
+            decay = tf.minimum(decay, (1.0 + steps) / (10.0 + steps))
         for network, ema in self._network_pairs():
             for weight, average in zip(network.weights, ema.weights):
-                average.assign(self.ema_decay * average + (1.0 - self.ema_decay) * weight)
+                average.assign(decay * average + (1.0 - decay) * weight)
 
     # ------------------------------------------------------------------ sampling interface
 
