@@ -93,7 +93,8 @@ def two_sample_task(config: Config, generated_path: str | os.PathLike, region: s
     """Generated (class 0) versus reference (class 1) events of ``region`` ("SR" or "SB").
 
     The reference is ``reference_path``, or else the background of ``data_path`` in the region
-    (in the SB only the validation split, which the generative models never saw). Up to
+    (in the SB only the validation split, which the generative models never saw). The larger
+    sample is cut at random to the size of the smaller, so both classes are equal. Up to
     ``classifier.n_test_background`` events of each sample (at most a quarter) are held out as
     the test set, chosen with ``data.seed``.
     """
@@ -107,13 +108,14 @@ def two_sample_task(config: Config, generated_path: str | os.PathLike, region: s
     else:
         raise InputError("mode two-sample needs --reference FILE.h5 or a processed data file")
     reference = _labelled(reference, 1)
-    n_test = min(len(generated), len(reference)) * TWO_SAMPLE_TEST_FRACTION
-    n_test = warn_if_fewer(config.classifier.n_test_background, int(n_test), "two-sample test events")
+    n_each = min(len(generated), len(reference))
+    n_test = warn_if_fewer(config.classifier.n_test_background, int(n_each * TWO_SAMPLE_TEST_FRACTION),
+                           "two-sample test events")
     if n_test < 1:
         raise InputError(f"too few generated ({len(generated)}) or reference ({len(reference)}) "
                          f"events in the {region} for a two-sample test")
     rng = np.random.default_rng([config.data.seed, 3])
-    parts = [_held_out(events, n_test, rng) for events in (generated, reference)]
+    parts = [_held_out(_subsample(events, n_each, rng), n_test, rng) for events in (generated, reference)]
     test = Events.concatenate([part[1] for part in parts])
     return Task("two-sample", region, parts[0][0], parts[1][0], test, 0)
 
@@ -144,6 +146,13 @@ def _held_out(events: Events, n_test: int, rng: np.random.Generator) -> tuple[Ev
     """(training part, ``n_test`` held-out events) of ``events``, chosen at random."""
     order = rng.permutation(len(events))
     return events.select(np.sort(order[n_test:])), events.select(np.sort(order[:n_test]))
+
+
+def _subsample(events: Events, n: int, rng: np.random.Generator) -> Events:
+    """``n`` of ``events`` chosen at random (all of them, in file order, if there are ``n``)."""
+    if len(events) == n:
+        return events
+    return events.select(np.sort(rng.permutation(len(events))[:n]))
 
 
 def _labelled(events: Events, label: int) -> Events:

@@ -172,13 +172,13 @@ def test_impossible_signal_region_tasks_are_refused(config, data_file, generated
         tasks.signal_region_task(mode, config, split, nsig, generated_file if generated else None)
 
 
-def test_two_sample_holds_out_part_of_both_samples(config, generated_file, tmp_path):
+def test_two_sample_balances_and_holds_out_part_of_both_samples(config, generated_file, tmp_path):
     reference = write(tmp_path / "reference.h5", make_events([(SR, 0, 90)], first_id=30_000))
     with pytest.warns(selection.SampleSizeWarning, match="two-sample test"):
         task = tasks.two_sample_task(config, generated_file, "SR", reference)
     assert len(task.test) == 2 * 17  # a quarter of the 70 generated SR events each
     assert np.all(task.class0.label == 0) and np.all(task.class1.label == 1)
-    assert len(task.class0) == 70 - 17 and len(task.class1) == 90 - 17
+    assert len(task.class0) == 70 - 17 and len(task.class1) == 70 - 17  # the 90 reference events cut to 70
     test_ids = identities(task.test)
     assert not test_ids & (identities(task.class0) | identities(task.class1))
     assert np.array_equal(task.test.label, np.r_[np.zeros(17), np.ones(17)])
@@ -191,8 +191,9 @@ def test_two_sample_reference_in_the_sideband_is_its_validation_split(config, ge
     with pytest.warns(selection.SampleSizeWarning):
         task = tasks.two_sample_task(config, generated_file, "SB", data_path=data_file)
     reference = identities(task.class1) | identities(task.test.select(task.test.label == 1))
-    assert len(reference) == 40  # 40 % of the 100 sideband background events
-    assert reference <= set(range(120, 220))
+    validation = identities(selection.reference_background(data_file, "SB", config))
+    assert len(validation) == 40  # 40 % of the 100 sideband background events
+    assert len(reference) == 30 and reference <= validation  # cut to the 30 generated SB events
 
 
 def test_training_split_is_disjoint_complete_and_seeded(config, data_file):
