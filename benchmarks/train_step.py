@@ -2,7 +2,7 @@
 and EPiC flow matching (configs/lhco_279_fm.yaml), side by side.
 
     python benchmarks/train_step.py [--steps 4] [--batch-size 128] [--npart 279 30] \
-        [--generator diffusion flow_matching]
+        [--generator diffusion flow_matching] [--config FILE] [--only NAME ...]
 
 For each P it draws ``data.bucket_window`` batches' worth of random model-space events whose
 multiplicities follow a gamma distribution with mean 60 and width 25 constituents, clipped to
@@ -18,6 +18,8 @@ multiplicities follow a gamma distribution with mean 60 and width 25 constituent
 Each configuration takes the first ``--steps`` batches of its own pipeline and runs them twice:
 once untimed (it traces, and with XLA compiles, every batch shape; its duration is printed as
 "warm-up"), then timed. Prints events/s per configuration and the speed-up over padded to P.
+``--config FILE`` times that configuration's generator and networks instead of the paper's: on a
+CPU, XLA compiles a paper-size step for many minutes per batch shape.
 """
 from __future__ import annotations
 
@@ -95,11 +97,15 @@ def main() -> int:
     parser.add_argument("--npart", type=int, nargs="+", default=[279, 30])
     parser.add_argument("--only", nargs="+", choices=list(CONFIGURATIONS), default=list(CONFIGURATIONS))
     parser.add_argument("--generator", nargs="+", choices=list(PAPER_CONFIGS), default=list(PAPER_CONFIGS))
+    parser.add_argument("--config", type=Path, help="time this configuration's generator and networks instead "
+                        "of the paper's (smaller networks make the XLA compilation affordable on a CPU)")
     args = parser.parse_args()
-    print(f"paper-size networks, batch {args.batch_size}, {args.steps} timed steps, "
-          f"{os.cpu_count()} CPU threads, TensorFlow {tf.__version__}")
-    for generator in args.generator:
-        config = config_module.load(PAPER_CONFIGS[generator])
+    configs = [config_module.load(args.config)] if args.config else [
+        config_module.load(PAPER_CONFIGS[generator]) for generator in args.generator]
+    print(f"{args.config.name if args.config else 'paper-size'} networks, batch {args.batch_size}, "
+          f"{args.steps} timed steps, {os.cpu_count()} CPU threads, TensorFlow {tf.__version__}")
+    for config in configs:
+        generator = config.generator
         for npart in args.npart:
             inputs = random_inputs(args.batch_size * config.data.bucket_window, npart)
             padded = None
