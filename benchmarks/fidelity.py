@@ -146,7 +146,8 @@ def _fidelity(config, data_path: Path, generated: dict[str, Path], directory: Pa
         if region == "SB":
             fidelity.add_two_sample_auc(report, "two-sample-SB", two_sample, config.evaluation.band_quantiles)
         fidelity.write(report, directory, f"fidelity_{region}")
-        histograms = plotting.feature_histograms(generated[region], reference_path, progress=False)
+        histograms = plotting.feature_histograms({config.generator: generated[region]}, reference_path,
+                                                 progress=False)
         plotting.save(plotting.feature_figure(histograms), directory, f"generated_vs_reference_{region}",
                       ("png",))
     return reports
