@@ -111,7 +111,7 @@ class DataConfig:
     sideband: tuple[float, float] = at_least(0.0, default=(2300.0, 5000.0))  # GeV; the SR inside it is excluded
     # train, test, validation
     sideband_fractions: tuple[float, float, float] = within(0.0, 1.0, default=(0.5, 0.1, 0.4), low_open=True)
-    # mjj values the KDE is fitted to
+    # mjj values the KDE is fitted to: the search's SR data (background + largest injection) or the sideband
     kde_source: str = one_of("signal_region", "sideband", default="signal_region")
     kde_bandwidth: float = positive(0.001)  # TeV (Gaussian kernel on mjj in TeV)
     pad_to_longest: bool = True  # pad each batch only to its longest jet

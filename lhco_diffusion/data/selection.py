@@ -10,7 +10,8 @@
     reference_background(path, region, config)   the data background the generated events of a
                                          region are compared with (SB: the validation split only)
     split_signal_region(config, path)    the disjoint SR samples of the classifier trainings
-    mjj_density(path, data)              the KDE of the mjj that SR events are generated at
+    mjj_density(path, config)            the KDE of the mjj that SR events are generated at
+                                         (the analysis' SR data: background + injection)
 
 Only the per-event columns (mjj, label) are read to choose rows; then only the chosen rows'
 particles (``processed.load_rows``), so memory grows with the selection, not with the file.
@@ -100,11 +101,24 @@ def reference_background(path: str | os.PathLike, region: str, config: Config) -
     return processed.load_rows(path, rows, config.data.npart)
 
 
-def mjj_density(path: str | os.PathLike, data_config: DataConfig) -> MjjSampler:
-    """The mjj density fitted to the data's SR (or sideband) events, as ``data.kde_source`` says."""
-    region = "SR" if data_config.kde_source == "signal_region" else "SB"
+def mjj_density(path: str | os.PathLike, config: Config,
+                extra_path: str | os.PathLike | None = None) -> MjjSampler:
+    """The density of the mjj that SR events are generated at (``data.kde_source``).
+
+    "signal_region": a KDE of the analysis' SR data, the "data" background of
+    ``signal_region_rows`` plus its injection pool (the largest ``classifier.nsig``), as in a
+    search, where the data are background plus whatever signal they hold. Not every SR event of
+    the file: a sample made for studies holds far more signal than any injection (a third of
+    the SR events of the Pythia benchmark), and its mass peak would then be in the template.
+    "sideband": a KDE of the file's sideband events.
+    """
     mjj = columns(path)[0]
-    return MjjSampler.fit(mjj[region_mask(mjj, region, data_config)], data_config.kde_bandwidth)
+    if config.data.kde_source == "sideband":
+        values = mjj[region_mask(mjj, "SB", config.data)]
+    else:
+        rows = signal_region_rows(config, path, extra_path)
+        values = mjj[np.concatenate([rows[path, "data"], rows[path, "injection_signal"]])]
+    return MjjSampler.fit(values, config.data.kde_bandwidth)
 
 
 def split_signal_region(config: Config, data_path: str | os.PathLike,
@@ -121,7 +135,19 @@ def split_signal_region(config: Config, data_path: str | os.PathLike,
     holds fewer events than configured, the test and data (or test and injection) parts shrink
     in proportion with a ``SampleSizeWarning``; "extra" gets what is left.
     """
-    settings, npart, seed = config.classifier, config.data.npart, config.data.seed
+    read = _read_parts(signal_region_rows(config, data_path, extra_path), config.data.npart)
+    return SignalRegionSplit(
+        data_background=read["data"], extra_background=read["extra"], test_background=read["test"],
+        injection_signal=read["injection_signal"], test_signal=read["test_signal"],
+    )
+
+
+def signal_region_rows(config: Config, data_path: str | os.PathLike,
+                       extra_path: str | os.PathLike | None = None) -> dict[tuple, np.ndarray]:
+    """The rows of ``split_signal_region``'s parts, ``{(file path, part name): rows}``, from the
+    files' mjj and label columns only (part names: "data", "extra", "test", "injection_signal",
+    "test_signal")."""
+    settings, seed = config.classifier, config.data.seed
     mjj, label = columns(data_path)
     in_signal_region = regions.signal_region_mask(mjj, config.data)
     background_rows = np.flatnonzero(in_signal_region & (label == 0))
@@ -143,12 +169,7 @@ def split_signal_region(config: Config, data_path: str | os.PathLike,
             {"extra": n_extra}, "extra SR background")
         sources_of = {"test": extra_path, "extra": extra_path, "data": data_path}
     parts = {(sources_of[name], name): rows for name, rows in background.items()}
-    parts |= {(data_path, f"{name}_signal"): rows for name, rows in signal.items()}
-    read = _read_parts(parts, npart)
-    return SignalRegionSplit(
-        data_background=read["data"], extra_background=read["extra"], test_background=read["test"],
-        injection_signal=read["injection_signal"], test_signal=read["test_signal"],
-    )
+    return parts | {(data_path, f"{name}_signal"): rows for name, rows in signal.items()}
 
 
 def warn_if_fewer(wanted: int, available: int, what: str) -> int:

@@ -9,7 +9,7 @@ the two jets' tau21 (jets ordered by mass). Modes, on the SR split of ``data.sel
 
     mode           class 0 (template)                              class 1
     cathode        flow samples in the SR (``cathode_flow``,        SR data = data background
-                   mjj from the KDE of the diffusion sampling,       + nsig signal
+                   mjj from a KDE of this SR data,                   + nsig signal
                    flow.oversampling per SR data event)
     idealized-hl   the idealized mode's true extra SR background    as idealized
     supervised-hl  SR background                                   nsig SR signal
@@ -35,6 +35,7 @@ import numpy as np
 
 from lhco_diffusion.config import Config
 from lhco_diffusion.data import selection
+from lhco_diffusion.data.mjj import MjjSampler
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.data.selection import SignalRegionSplit
 from lhco_diffusion.data.substructure import cathode_features
@@ -75,10 +76,15 @@ def signal_region_task(mode: str, config: Config, split: SignalRegionSplit,
         return FeatureTask(mode, "SR", cathode_features(full.class0), cathode_features(full.class1), full.test,
                            full.nsig)
     signal = tasks.injected_signal(split, nsig)
-    data = cathode_features(Events.concatenate([split.data_background, signal]))
+    data_events = Events.concatenate([split.data_background, signal])
+    data = cathode_features(data_events)
     trained = flow.trained_flow(config, data_path, verbose)
     n_template = config.flow.oversampling * len(data)
-    mjj = selection.mjj_density(data_path, config.data).sample(n_template, config.data.signal_region, seed)
+    if config.data.kde_source == "signal_region":  # this injection's SR data, as CATHODE does
+        density = MjjSampler.fit(data_events.mjj, config.data.kde_bandwidth)
+    else:
+        density = selection.mjj_density(data_path, config)
+    mjj = density.sample(n_template, config.data.signal_region, seed)
     test = Events.concatenate([split.test_background, split.test_signal])
     return FeatureTask("cathode", "SR", trained.sample(mjj, seed), data, test, len(signal),
                        {"flow": str(trained.directory), **{f"flow_{k}": v for k, v in trained.record.items()}})

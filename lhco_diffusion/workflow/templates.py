@@ -5,8 +5,9 @@
 
 Generation modes (``sampling.mode``):
 
-    noise        fresh events from noise; SR: mjj from the KDE (``data.kde_source``) restricted to
-                 the SR; SB: mjj of the held-out sideband split (resampled)
+    noise        fresh events from noise; SR: mjj from the KDE (``data.kde_source``; by default
+                 of the SR data the classifier sees: background + the largest injection)
+                 restricted to the SR; SB: mjj of the held-out sideband split (resampled)
     partial-sr   SR data re-diffused from t* with their own mjj
     partial-sb   held-out sideband data re-diffused from t* with SR mjj drawn from the KDE
     partial-ref  a reference file's SR events re-diffused from t* with their own mjj
@@ -27,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lhco_diffusion.config import Config
-from lhco_diffusion.data import processed, selection
+from lhco_diffusion.data import processed, selection, sources
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.data.selection import REGIONS
 from lhco_diffusion.errors import InputError
@@ -41,7 +42,8 @@ _RESUMED_SETTINGS = ("region", "mode", "seed", "batch_size", "n_requested", "t_s
 def conditioning_mjj(config: Config, data_path: str | os.PathLike, region: str, n: int, seed: int) -> np.ndarray:
     """(n,) mjj [GeV] to generate ``region`` events at (see the module docstring)."""
     if region == "SR":
-        return selection.mjj_density(data_path, config.data).sample(n, config.data.signal_region, seed)
+        density = selection.mjj_density(data_path, config, sources.extra_background_file(config))
+        return density.sample(n, config.data.signal_region, seed)
     held_out = selection.columns(data_path)[0][selection.sideband_rows(data_path, config.data)["validation"]]
     return np.random.default_rng(seed).choice(held_out, n, replace=len(held_out) < n)
 

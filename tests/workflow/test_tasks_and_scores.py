@@ -271,3 +271,16 @@ def test_collect_refuses_empty_mode_directories_and_foreign_files(config, task, 
         score_files.collect_scores(tmp_path / "scores")
     with pytest.raises(InputError, match="does not exist"):
         score_files.collect_scores(tmp_path / "missing")
+
+
+def test_the_signal_region_mjj_density_is_fitted_to_the_searchs_data(config, data_file):
+    """The KDE of SR generation sees the SR data the classifier sees (80 background events plus
+    the 20-event injection pool), not the file's 200 SR background and 60 signal events."""
+    split = selection.split_signal_region(config, data_file)
+    density = selection.mjj_density(data_file, config)
+    data_mjj = np.concatenate([split.data_background.mjj, split.injection_signal.mjj])
+    np.testing.assert_allclose(np.sort(density.mjj_tev * 1000.0), np.sort(data_mjj), rtol=1e-6)
+    assert len(data_mjj) == 80 + 20
+    sideband = selection.mjj_density(data_file, dataclasses.replace(
+        config, data=dataclasses.replace(config.data, kde_source="sideband")))
+    assert len(sideband.mjj_tev) == 100 + 20
