@@ -237,6 +237,8 @@ class ClassifierConfig:
     batch_size: int = at_least(1, default=128)
     learning_rate: float = positive(1.0e-3)
     early_stopping_patience: int = at_least(1, default=20)
+    # no early stop before this epoch: the classifier may sit at loss ln 2 for a few epochs first
+    min_epochs: int = at_least(0, default=0)
     validation_fraction: float = within(0.0, 1.0, default=0.2, low_open=True, high_open=True)
     n_background: int = at_least(1, default=100_000)  # SR background events in the pseudo-data
     n_generated: int = at_least(1, default=200_000)  # generated SR events trained against them

@@ -138,14 +138,16 @@ def fit(model: Classifier, train: tf.data.Dataset, validation: tf.data.Dataset, 
         verbose: bool = True) -> tf.keras.callbacks.History:
     """Adam at ``config.learning_rate`` (not scaled with the number of workers) for up to
     ``config.epochs`` epochs, stopping after ``config.early_stopping_patience`` epochs without a
-    lower validation loss and keeping the best weights. ``train`` is a shuffled (endless) stream
-    of which each epoch takes ``steps_per_epoch`` batches (``dataset.steps_per_epoch``).
+    lower validation loss (never before ``config.min_epochs``) and keeping the best weights.
+    ``train`` is a shuffled (endless) stream of which each epoch takes ``steps_per_epoch``
+    batches (``dataset.steps_per_epoch``).
     ``callbacks`` (Horovod broadcast and metric averaging) run before the early stopping, so
     every worker stops at the same epoch."""
     model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
     progress = (1 if sys.stdout.isatty() else 2) if verbose else 0  # a line per epoch in log files
+    stopping = EarlyStopping(config.early_stopping_patience, config.min_epochs)
     return model.fit(train, validation_data=validation, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                     verbose=progress, callbacks=[*callbacks, EarlyStopping(config.early_stopping_patience)])
+                     verbose=progress, callbacks=[*callbacks, stopping])
 
 
 def predict_logits(model: Classifier, inputs: ModelInputs, batch_size: int) -> np.ndarray:

@@ -124,6 +124,27 @@ def test_early_stopping_keeps_the_best_weights_when_epochs_run_out():
     assert network.get_weights()[0][0, 0] == 1.0
 
 
+@pytest.mark.parametrize("min_epochs, stopped_after", [(0, 5), (8, 8)])
+def test_early_stopping_waits_for_min_epochs_but_keeps_the_best_weights(min_epochs, stopped_after):
+    """A loss stuck on a plateau (ln 2) stops after the patience, or not before min_epochs; either
+    way the best epoch's weights are the ones kept."""
+    network = tf.keras.Sequential([tf.keras.Input((1,)), tf.keras.layers.Dense(1)])
+    network.stop_training = False
+    stopping = classifier.EarlyStopping(patience=3, min_epochs=min_epochs)
+    stopping.set_model(network)
+    stopping.on_train_begin()
+    epochs = 0
+    for epoch, loss in enumerate([0.6931, 0.6930, 0.6932, 0.6931, 0.6933, 0.6931, 0.6932, 0.6931, 0.6932]):
+        network.set_weights([np.full((1, 1), epoch, np.float32), np.zeros(1, np.float32)])
+        stopping.on_epoch_end(epoch, {"val_loss": loss})
+        epochs += 1
+        if network.stop_training:
+            break
+    stopping.on_train_end()
+    assert epochs == stopped_after
+    assert network.get_weights()[0][0, 0] == 1.0
+
+
 def test_fit_learns_a_separable_toy_and_predicts_in_order(test_config):
     jets, particles, mask = dijets(400, seed=5)
     labels = np.arange(400) % 2
