@@ -139,7 +139,7 @@ def _fit_mlp(features, labels, train_rows, validation_rows, test_features, confi
         scaled[train_rows], labels[train_rows], sample_weight=weights[train_rows],
         validation_data=(scaled[validation_rows], labels[validation_rows], weights[validation_rows]),
         epochs=settings.epochs, batch_size=settings.batch_size, shuffle=True,
-        callbacks=[EarlyStopping(settings.early_stopping_patience)],
+        callbacks=[EarlyStopping(settings.early_stopping_patience, settings.min_epochs)],
         verbose=(1 if sys.stdout.isatty() else 2) if verbose else 0,
     ).history
     logits = model.predict((test_features - mean) / std, batch_size=10_000, verbose=0)[:, 0]
