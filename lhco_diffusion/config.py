@@ -128,6 +128,9 @@ class TransformsConfig:
     pt_rel_epsilon: float = within(0.0, 1.0, default=1.0e-6, low_open=True, high_open=True)
     # log(1 - pT_rel) (the paper) | log: log(pT_rel), which resolves soft particles
     pt_rel_transform: str = one_of("log_one_minus", "log", default="log_one_minus")
+    # pooled: one mean and width per jet feature for both jets | per_jet: the leading jet and its
+    # partner each standardised on their own, so the small back-to-back deviation is seen at unit scale
+    jet_statistics: str = one_of("pooled", "per_jet", default="pooled")
 
 
 @dataclass(frozen=True)

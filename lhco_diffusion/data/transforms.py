@@ -6,6 +6,13 @@
                                             (``transforms.pt_rel_transform: log``: log(pT_rel))
     condition  mjj                       -> log mjj mapped linearly from the sideband edges to [-1, 1]
 
+The jets are standardised with one set of statistics for both (``transforms.jet_statistics:
+pooled``) or with one per jet (``per_jet``: the leading jet and its partner each get their own
+means and widths). After the event rotation below the pooled width of the jet phi is about pi/2,
+set by the two jets sitting at -pi/2 and +pi/2, while the partner's deviation from back to back
+has a width of 0.14 rad (Pythia dijets); per jet, that deviation is what the network sees at unit
+scale, and the leading jet's phi, which never varies, is reproduced exactly.
+
 Collisions are symmetric under a rotation of the whole event about the beam, so the absolute
 azimuth carries no information, while the two jets' relative azimuth (back to back: delta phi
 near pi) is a sharp correlation. Each event is therefore rotated by its ``azimuth`` (the first
@@ -39,15 +46,15 @@ from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import read_json, write_json
 
 MIN_MASS_FRACTION = 1.0e-4  # m/mjj floor before the logarithm
-MIN_STD = 1.0e-6  # a feature that never varies is left unscaled
+MIN_STD = 1.0e-6  # width floor: a feature that never varies (per jet, the leading jet's phi) stays at 0
 
 
 @dataclasses.dataclass
 class Stats:
     """Fitted standardisation: means and widths of the transformed features, and the mjj range."""
 
-    jet_mean: np.ndarray  # (5,)
-    jet_std: np.ndarray  # (5,)
+    jet_mean: np.ndarray  # (5,) pooled over both jets, or (2, 5) per jet
+    jet_std: np.ndarray  # (5,) or (2, 5)
     particle_mean: np.ndarray  # (3,)
     particle_std: np.ndarray  # (3,)
     log_mjj_min: float  # log(mjj / GeV) mapped to -1
@@ -97,7 +104,9 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
     if len(events) == 0:
         raise InputError("cannot fit the transforms on an empty event sample")
     epsilon, pt_rel_transform = transforms_config.pt_rel_epsilon, transforms_config.pt_rel_transform
-    jets = _jet_features(events.jets, events.mjj).reshape(-1, 5)
+    jets = _jet_features(events.jets, events.mjj)
+    if transforms_config.jet_statistics == "pooled":
+        jets = jets.reshape(-1, 5)
     mask = events.mask
     particles = _particle_features(events.particles, mask, epsilon, pt_rel_transform)[mask]
     if len(particles) == 0:

@@ -127,7 +127,7 @@ def partially_diffuse_events(model: GenerativeModel, stats: transforms.Stats, ev
 def multiplicity_mask(stats: transforms.Stats, jets: np.ndarray, npart: int) -> np.ndarray:
     """(B, 2, P) float32 mask of the first N slots, N = the jets' (B, 2, 5) model-space N rounded
     and clipped into [1, P]."""
-    n = jets[..., N_INDEX] * stats.jet_std[N_INDEX] + stats.jet_mean[N_INDEX]
+    n = jets[..., N_INDEX] * stats.jet_std[..., N_INDEX] + stats.jet_mean[..., N_INDEX]
     n = np.clip(np.rint(n), 1, npart)
     return (np.arange(npart) < n[..., None]).astype(np.float32)
 
@@ -135,7 +135,7 @@ def multiplicity_mask(stats: transforms.Stats, jets: np.ndarray, npart: int) -> 
 def _with_multiplicity(stats: transforms.Stats, jets: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``jets`` (B, 2, 5) with their model-space N set to the particle count of ``mask``."""
     jets = jets.copy()
-    jets[..., N_INDEX] = (mask.sum(axis=-1) - stats.jet_mean[N_INDEX]) / stats.jet_std[N_INDEX]
+    jets[..., N_INDEX] = (mask.sum(axis=-1) - stats.jet_mean[..., N_INDEX]) / stats.jet_std[..., N_INDEX]
     return jets
 
 

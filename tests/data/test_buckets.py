@@ -6,6 +6,7 @@ the bucket it was made in.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -145,6 +146,20 @@ def _stats():
     return Stats(jet_mean=[-0.7, 0.0, 0.0, -2.5, 8.0], jet_std=[0.1, 1.0, 1.8, 0.6, 5.0],
                  particle_mean=[-0.05, 0.0, 0.0], particle_std=[0.1, 0.2, 0.2],
                  log_mjj_min=float(np.log(2300.0)), log_mjj_max=float(np.log(5000.0)), pt_rel_epsilon=1e-6)
+
+
+def test_the_multiplicity_mask_reads_each_jets_n_with_its_own_statistics():
+    """With per-jet statistics (transforms.jet_statistics=per_jet) a model-space N of z means
+    mean + z * std of its own jet."""
+    from lhco_diffusion.workflow import generation
+
+    pooled = _stats()
+    per_jet = dataclasses.replace(pooled, jet_mean=np.stack([pooled.jet_mean, pooled.jet_mean + [0, 0, 0, 0, 10]]),
+                                  jet_std=np.stack([pooled.jet_std, pooled.jet_std]))
+    jets = np.zeros((3, 2, 5))
+    jets[..., 4] = [[0.0, 0.0], [0.2, 0.2], [-1.0, 1.0]]
+    n = generation.multiplicity_mask(per_jet, jets, 30).sum(axis=-1)
+    np.testing.assert_array_equal(n, [[8, 18], [9, 19], [3, 23]])
 
 
 @pytest.mark.parametrize("jit_compile", [False, pytest.param(True, marks=pytest.mark.slow)])
