@@ -22,9 +22,9 @@ from scipy.stats import wasserstein_distance
 from tqdm import tqdm
 
 from lhco_diffusion.data import processed
-from lhco_diffusion.data.layout import JET_FEATURES, PARTICLE_FEATURES
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.files import atomic_output
+from lhco_diffusion.workflow import fidelity
 from lhco_diffusion.workflow.metrics import Injection, SeedCurves
 
 EXPERIMENT_LABEL = ("LHCO R&D", "Simulation")
@@ -40,6 +40,8 @@ FEATURES = {
     "jet_phi": (r"Jet $\phi$", False, False),
     "jet_mass": (r"Jet mass [GeV]", False, False),
     "jet_n_constituents": (r"Jet constituents $N$", False, False),
+    "jets_delta_phi": (r"Jets $|\Delta\phi|$", False, True),
+    "jets_pt_balance": (r"Jets $|p_{T,1} - p_{T,2}| / (p_{T,1} + p_{T,2})$", False, True),
     "particle_pt_rel": (r"Particle $p_{T}^{rel}$", True, True),
     "particle_deta": (r"Particle $\Delta\eta$", False, True),
     "particle_dphi": (r"Particle $\Delta\phi$", False, True),
@@ -149,13 +151,10 @@ def generator_of(mode: str) -> str | None:
 
 
 def feature_values(events: Events) -> dict[str, np.ndarray]:
-    """The nine compared features of ``events``, flattened (both jets; real particles only)."""
-    jets, mask = events.jets, events.mask
-    values = {f"jet_{name}": jets[..., index].ravel() for index, name in enumerate(JET_FEATURES)}
-    values.update({f"particle_{name}": events.particles[..., index][mask]
-                   for index, name in enumerate(PARTICLE_FEATURES)})
-    values["mjj"] = events.mjj
-    return values
+    """The plotted features of ``events`` (``FEATURES``), computed as the fidelity report's W1
+    features are (``fidelity.feature_values``): both jets, event features once, real particles."""
+    values = fidelity.feature_values(events)
+    return {name: values[name] for name in FEATURES}
 
 
 def binning(values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -208,12 +207,14 @@ def wasserstein(histogram: dict[str, np.ndarray], sample: str) -> float:
 
 
 def feature_figure(histograms: dict[str, dict[str, np.ndarray]]) -> Figure:
-    """3 x 3 panels of normalised generated and reference distributions, each with a ratio panel."""
+    """Panels (4 a row) of normalised generated and reference distributions, each with a ratio panel."""
+    columns = 4
+    rows = -(-len(FEATURES) // columns)
     with style():
-        figure = _figure(figsize=(27, 25))
-        outer = figure.add_gridspec(3, 3, hspace=0.22, wspace=0.28)
+        figure = _figure(figsize=(9 * columns, 8.3 * rows))
+        outer = figure.add_gridspec(rows, columns, hspace=0.22, wspace=0.28)
         for index, (name, (xlabel, log_x, log_y)) in enumerate(FEATURES.items()):
-            cell = outer[divmod(index, 3)].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.05)
+            cell = outer[divmod(index, columns)].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.05)
             main = figure.add_subplot(cell[0])
             ratio = figure.add_subplot(cell[1], sharex=main)
             _feature_panel(main, ratio, histograms[name], xlabel, log_x, log_y)
