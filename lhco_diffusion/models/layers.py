@@ -45,18 +45,28 @@ class FourierFeatures(tf.keras.layers.Layer):
 
 
 class ConditionEmbedding(tf.keras.layers.Layer):
-    """A scalar condition (B, 1) -> (B, num_embed): Fourier features, then two dense layers."""
+    """A scalar condition (B, 1) -> (B, num_embed): Fourier features, then two dense layers.
 
-    def __init__(self, num_embed: int, seed: int = 0, **kwargs):
+    With ``with_value`` the scalar itself is passed on beside its Fourier features, as the paper
+    does for mjj: the random frequencies (scale 16) oscillate many times across the signal
+    region, which training never sees, so only the value itself lets the network interpolate
+    smoothly from the sidebands into it.
+    """
+
+    def __init__(self, num_embed: int, seed: int = 0, with_value: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.fourier = FourierFeatures(num_embed, seed)
+        self.with_value = with_value
         self.dense = tf.keras.Sequential([
             tf.keras.layers.Dense(2 * num_embed), leaky_relu(),
             tf.keras.layers.Dense(num_embed), leaky_relu(),
         ])
 
     def call(self, values: tf.Tensor) -> tf.Tensor:
-        return self.dense(self.fourier(values))
+        features = self.fourier(values)
+        if self.with_value:
+            features = tf.concat([values, features], axis=-1)
+        return self.dense(features)
 
 
 class TransformerBlock(tf.keras.layers.Layer):

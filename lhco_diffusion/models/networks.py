@@ -7,7 +7,9 @@
 ``condition`` is log mjj scaled to [-1, 1] (``data.transforms.condition``); ``jet`` is the
 standardised (log pT/mjj, eta, phi, log m/mjj, N) of the particles' own jet. The particle
 network sees one jet at a time: the two jets of B events go through it as J = 2B jets.
-Time and mjj each pass through random Fourier features and two dense layers; the jet features
+Time and mjj each pass through random Fourier features and two dense layers (mjj, as in the
+paper, with its scaled value beside its Fourier features, so the network can interpolate into the
+signal region it never sees in training); the jet features
 through one dense layer; the embeddings are concatenated and merged by a dense layer into the
 condition vector of a ``PointCloudNetwork`` (DeepSets + masked attention). P may change from
 call to call. The jet network is equivariant to swapping the two jets, the particle network
@@ -36,7 +38,7 @@ class _ConditionedSetNetwork(tf.keras.Model):
         super().__init__(**kwargs)
         width = config.num_embed
         self.time_embedding = ConditionEmbedding(width, seed=1, name="time_embedding")
-        self.mjj_embedding = ConditionEmbedding(width, seed=2, name="mjj_embedding")
+        self.mjj_embedding = ConditionEmbedding(width, seed=2, with_value=True, name="mjj_embedding")
         self.extra_embedding = (tf.keras.Sequential([tf.keras.layers.Dense(width), leaky_relu()],
                                                     name="jet_embedding") if extra_features else None)
         self.merge = tf.keras.Sequential([tf.keras.layers.Dense(width), leaky_relu()], name="merge")

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from lhco_diffusion import config as config_module
-from lhco_diffusion.models import diffusion, networks
+from lhco_diffusion.models import diffusion, layers, networks
 from lhco_diffusion.solvers import schedule
 from conftest import CONFIGS
 
@@ -157,3 +157,17 @@ def test_paper_configuration_has_about_table_one_weights(name, jet_weights, part
     particle = networks.build_particle_network(settings.particle_model).count_params()
     assert abs(jet / jet_weights - 1) < 0.05, jet
     assert abs(particle / particle_weights - 1) < 0.1, particle
+
+
+def test_the_mjj_embedding_sees_the_condition_itself_beside_its_fourier_features(test_config):
+    """As in the paper, the mjj embedding takes [condition, Fourier(condition)]: one more input
+    row to its first dense layer than the time embedding, and a linear path in the condition, so a
+    network trained only on the sidebands can interpolate into the signal region."""
+    embedding = layers.ConditionEmbedding(8, seed=2, with_value=True)
+    plain = layers.ConditionEmbedding(8, seed=2)
+    values = tf.constant([[-1.0], [0.1], [1.0]])
+    assert embedding(values).shape == plain(values).shape == (3, 8)
+    assert embedding.count_params() - plain.count_params() == 2 * 8
+    network = networks.build_jet_network(test_config.jet_model)
+    first_dense = network.mjj_embedding.dense.layers[0]
+    assert first_dense.kernel.shape[0] == test_config.jet_model.num_embed + 1
