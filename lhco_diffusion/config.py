@@ -216,6 +216,10 @@ class SamplingConfig:
     # events per multiplicity bucket of the particle sampler; null -> none
     bucket_size: int | None = at_least(1, default=256)
     jit_compile: bool = True  # XLA-compile the sampler's step loop
+    # scale each event's jet pT and mass so that their dijet mass is the mjj condition, as in data
+    exact_mjj: bool = False
+    # draw generated events without a jet above data.min_leading_jet_pt again, as data never have one
+    apply_data_selection: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Four-vector helpers shared by the clustering, the toy generator and the tests (numpy, float64)."""
+"""Four-vector helpers shared by the clustering, the toy generator, generation and the tests (numpy,
+float64)."""
 from __future__ import annotations
 
 import numpy as np
@@ -25,3 +26,23 @@ def pt_eta_phi_mass(momenta: np.ndarray) -> np.ndarray:
 def wrap_phi(phi):
     """Angles wrapped into [-pi, pi)."""
     return np.mod(np.asarray(phi) + np.pi, 2 * np.pi) - np.pi
+
+
+def dijet_mass(jets: np.ndarray) -> np.ndarray:
+    """(B,) invariant mass [GeV] of the two jets (B, 2, >=4) [pT, eta, phi, mass, ...]."""
+    jets = np.asarray(jets, np.float64)
+    dijet = four_vectors(*np.moveaxis(jets[..., :4], -1, 0)).sum(axis=1)
+    return pt_eta_phi_mass(dijet)[:, 3]
+
+
+def scaled_to_dijet_mass(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:
+    """``jets`` (B, 2, >=4) [pT, eta, phi, mass, ...] with both jets' pT and mass scaled by one
+    factor per event so that their invariant mass is ``mjj`` (B,) [GeV].
+
+    The dijet mass is homogeneous of degree 1 in (pT, mass) at fixed directions, so the factor is
+    mjj / dijet_mass(jets); eta, phi and the other columns are unchanged.
+    """
+    jets = np.array(jets, copy=True)
+    factor = np.asarray(mjj, np.float64) / dijet_mass(jets)
+    jets[..., [0, 3]] = (jets[..., [0, 3]] * factor[:, None, None]).astype(jets.dtype)
+    return jets

@@ -83,6 +83,16 @@ class Events:
         substructure = None if self.substructure is None else self.substructure[index]
         return Events(self.particles[index], self.jets[index], self.mjj[index], self.label[index], substructure)
 
+    def assign(self, index, other: "Events") -> None:
+        """Overwrite the events at ``index`` with ``other`` (same P); the substructure is kept only
+        if both have it."""
+        for name in DATASETS:
+            getattr(self, name)[index] = getattr(other, name)
+        if self.substructure is not None and other.substructure is not None:
+            self.substructure[index] = other.substructure
+        else:
+            self.substructure = None
+
     @staticmethod
     def concatenate(blocks: "list[Events]") -> "Events":
         """All events of ``blocks`` in order (they must share P); substructure only if every

@@ -36,7 +36,8 @@ from lhco_diffusion.workflow import generation
 from lhco_diffusion.workflow.checkpoints import Checkpoint
 
 MODES = ("noise", "partial-sr", "partial-sb", "partial-ref")
-_RESUMED_SETTINGS = ("region", "mode", "seed", "batch_size", "n_requested", "t_star", "solver", "num_steps")
+_RESUMED_SETTINGS = ("region", "mode", "seed", "batch_size", "n_requested", "t_star", "solver", "num_steps",
+                     "exact_mjj", "apply_data_selection")
 
 
 def conditioning_mjj(config: Config, data_path: str | os.PathLike, region: str, n: int, seed: int) -> np.ndarray:
@@ -77,7 +78,8 @@ def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: C
     plan = _plan(config, data_path, region, n, seed, reference)
     record = {"region": region, "mode": settings.mode, "seed": seed, "batch_size": batch_size,
               "n_requested": n, "t_star": settings.t_star, "solver": settings.solver,
-              "num_steps": settings.num_steps}
+              "num_steps": settings.num_steps, "exact_mjj": settings.exact_mjj,
+              "apply_data_selection": settings.apply_data_selection}
     if resume and output.exists():
         _check_resumable(output, record)
     attrs = {**(attrs or {}), **record, "generator": checkpoint.model.process, "config": config.to_yaml(),
@@ -112,13 +114,23 @@ def _plan(config, data_path, region, n, seed, reference) -> dict:
 def _chunk(checkpoint: Checkpoint, config: Config, plan: dict, rows: slice, npart: int, seed) -> Events:
     settings = config.sampling
     mjj = plan["mjj"][rows]
-    speed = dict(bucket_size=settings.bucket_size, jit_compile=settings.jit_compile)
-    if plan["source"] is None:
-        return generation.generate_events(checkpoint.model, checkpoint.stats, mjj, npart, settings.solver,
-                                          settings.num_steps, seed, **speed)
-    events = plan["source"].select(plan["rows"][rows])
-    return generation.partially_diffuse_events(checkpoint.model, checkpoint.stats, events, mjj, settings.t_star,
-                                               npart, settings.solver, settings.num_steps, seed, **speed)
+    options = dict(bucket_size=settings.bucket_size, jit_compile=settings.jit_compile,
+                   exact_mjj=settings.exact_mjj)
+
+    source = None if plan["source"] is None else plan["source"].select(plan["rows"][rows])
+
+    def make(chunk_rows: np.ndarray, chunk_seed) -> Events:
+        """The events of ``chunk_rows`` of this chunk, drawn with ``chunk_seed``."""
+        if source is None:
+            return generation.generate_events(checkpoint.model, checkpoint.stats, mjj[chunk_rows], npart,
+                                              settings.solver, settings.num_steps, chunk_seed, **options)
+        return generation.partially_diffuse_events(checkpoint.model, checkpoint.stats, source.select(chunk_rows),
+                                                   mjj[chunk_rows], settings.t_star, npart, settings.solver,
+                                                   settings.num_steps, chunk_seed, **options)
+
+    if not settings.apply_data_selection:
+        return make(np.arange(len(mjj)), seed)
+    return generation.selected_events(make, len(mjj), seed, config.data.min_leading_jet_pt)
 
 
 def _check_resumable(output: Path, record: dict) -> None:

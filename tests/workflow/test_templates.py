@@ -77,6 +77,38 @@ def test_existing_output_needs_resume_and_resume_needs_the_same_settings(
     assert output.read_bytes() == before
 
 
+@pytest.mark.parametrize("mode", ["noise", "partial-sb"])
+def test_exact_mjj_scales_the_jets_to_their_condition_and_leaves_the_particles(
+        test_config, trained_checkpoint, tmp_path, mode):
+    from lhco_diffusion.data.kinematics import dijet_mass
+
+    files = {exact: tmp_path / f"exact_{exact}.h5" for exact in ("false", "true")}
+    for exact, output in files.items():
+        assert sample.main(_args(test_config, trained_checkpoint, output, "--n", "40", "--mode", mode,
+                                 "--t-star", "0.4", "--set", f"sampling.exact_mjj={exact}")) == 0
+    free, exact = (processed.load(files[key]) for key in ("false", "true"))
+    assert np.abs(dijet_mass(free.jets) / free.mjj - 1).max() > 1e-3  # the tiny model misses its condition
+    np.testing.assert_allclose(dijet_mass(exact.jets), exact.mjj, rtol=1e-5)
+    np.testing.assert_array_equal(exact.mjj, free.mjj)
+    np.testing.assert_allclose(exact.particles, free.particles, atol=1e-6)
+    np.testing.assert_allclose(exact.jets[..., [1, 2, 4]], free.jets[..., [1, 2, 4]], atol=1e-6)
+    assert processed.read_attrs(files["true"])["exact_mjj"]
+
+
+def test_with_the_data_selection_every_generated_event_has_a_jet_above_the_cut(
+        test_config, trained_checkpoint, tmp_path):
+    cut = test_config.data.min_leading_jet_pt
+    files = {selected: tmp_path / f"selected_{selected}.h5" for selected in ("false", "true")}
+    for selected, output in files.items():
+        assert sample.main(_args(test_config, trained_checkpoint, output, "--n", "150", "--batch-size", "64",
+                                 "--set", f"sampling.apply_data_selection={selected}")) == 0
+    free, selected = (processed.load(files[key]) for key in ("false", "true"))
+    assert np.mean(free.jets[..., 0].max(axis=1) <= cut) > 0.02  # the tiny model does make such events
+    assert np.all(selected.jets[..., 0].max(axis=1) > cut)
+    np.testing.assert_array_equal(selected.mjj, free.mjj)  # each is drawn again at its own mjj
+    assert processed.read_attrs(files["true"])["apply_data_selection"]
+
+
 def test_a_directory_that_is_not_a_checkpoint_is_refused(test_config, tmp_path, capsys):
     assert sample.main(_args(test_config, tmp_path, tmp_path / "out.h5")) == 2
     assert "not a training checkpoint" in capsys.readouterr().err

@@ -1,0 +1,52 @@
+"""Generated events obey the data's selection: failing events are drawn again at their mjj."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lhco_diffusion.data.processed import Events
+from lhco_diffusion.workflow import generation
+
+CUT = 1200.0  # GeV
+
+
+def _maker(calls: list, always_failing=()):
+    """make(rows, seed): events at mjj = 3000 GeV + row whose leading-jet pT is uniform in
+    1000-1600 GeV, drawn from the seed (so redraws differ); rows in ``always_failing`` never pass."""
+    def make(rows, seed):
+        calls.append((np.array(rows), seed))
+        rng = np.random.default_rng([*np.ravel(seed), 99])
+        pt = rng.uniform(1000.0, 1600.0, len(rows))
+        pt[np.isin(rows, always_failing)] = 900.0
+        jets = np.zeros((len(rows), 2, 5))
+        jets[:, 0, 0], jets[:, 1, 0] = pt, 0.9 * pt
+        return Events(np.ones((len(rows), 2, 4, 3)), jets, np.asarray(rows, float) + 3000.0, np.zeros(len(rows)))
+    return make
+
+
+def test_failing_events_are_drawn_again_and_passing_ones_are_kept():
+    calls = []
+    make = _maker(calls)
+    first = make(np.arange(500), (4, 2))
+    events = generation.selected_events(make, 500, (4, 2), CUT)
+    assert np.all(generation.passes_selection(events, CUT))
+    kept = generation.passes_selection(first, CUT)
+    assert 0.5 < kept.mean() < 0.8  # the test draws fail often enough to need several rounds
+    np.testing.assert_array_equal(events.jets[kept], first.jets[kept])
+    np.testing.assert_array_equal(events.mjj, np.arange(500) + 3000.0)  # every event stays at its mjj
+    redrawn = [rows for rows, _ in calls[2:]]
+    assert len(redrawn) >= 2 and all(len(b) < len(a) for a, b in zip(redrawn, redrawn[1:]))
+    assert [seed for _, seed in calls[2:4]] == [(4, 2, 1), (4, 2, 2)]
+
+
+def test_the_same_seed_gives_the_same_selected_events():
+    one, two = (generation.selected_events(_maker([]), 200, 7, CUT) for _ in range(2))
+    np.testing.assert_array_equal(one.jets, two.jets)
+
+
+def test_events_that_never_pass_are_kept_with_a_warning():
+    calls = []
+    with pytest.warns(generation.SelectionWarning, match="2 of 50 generated events"):
+        events = generation.selected_events(_maker(calls, always_failing=(3, 17)), 50, 1, CUT, max_redraws=5)
+    assert len(events) == 50 and len(calls) == 6
+    np.testing.assert_array_equal(np.flatnonzero(~generation.passes_selection(events, CUT)), [3, 17])
