@@ -131,9 +131,6 @@ class TransformsConfig:
     # pooled: one mean and width per jet feature for both jets | per_jet: the leading jet and its
     # partner each standardised on their own, so the small back-to-back deviation is seen at unit scale
     jet_statistics: str = one_of("pooled", "per_jet", default="pooled")
-    # ratio: log(pT/mjj) for both jets (the paper) | above_threshold: the leading jet's
-    # log((pT - data.min_leading_jet_pt)/mjj), so no generated leading jet falls below the data's cut
-    leading_jet_pt: str = one_of("ratio", "above_threshold", default="ratio")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,6 @@
 """Model-space transforms: physical events <-> standardised network inputs, exactly invertible.
 
     jets       (pT, eta, phi, m, N)      -> (log(pT/mjj), eta, phi - azimuth, log(m/mjj), N), standardised
-                                            (``leading_jet_pt: above_threshold``: the first jet's
-                                            log((pT - threshold)/mjj))
     particles  (pT_rel, deta, dphi)      -> (log(1 - pT_rel), deta, dphi), standardised over real
                                             particles only; padded slots stay exactly 0
                                             (``transforms.pt_rel_transform: log``: log(pT_rel))
@@ -32,12 +30,6 @@ logarithms (single-particle jets have pT_rel = 1 and m = 0); the inverse is exac
 The paper's log(1 - pT_rel) maps every soft particle (pT_rel << 1) to nearly 0, so the model
 barely resolves them; log(pT_rel) spreads them over decades instead. The choice is stored in
 the statistics, so a checkpoint always inverts its own transform.
-
-Every data event has a leading jet above ``data.min_leading_jet_pt`` (1.2 TeV), a hard edge at
-an mjj-dependent place in log(pT/mjj) that a diffusion model smears to both sides. With
-``transforms.leading_jet_pt: above_threshold`` the first (leading) jet's pT enters as
-log((pT - threshold)/mjj) instead: the edge moves to -infinity and every generated leading jet
-is above it (``Stats.leading_pt_threshold``; 0 is the plain log(pT/mjj)).
 """
 from __future__ import annotations
 
@@ -54,7 +46,6 @@ from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import read_json, write_json
 
 MIN_MASS_FRACTION = 1.0e-4  # m/mjj floor before the logarithm
-MIN_PT_FRACTION = 1.0e-6  # (pT - threshold)/mjj floor: float32 storage can put a jet at the threshold
 MIN_STD = 1.0e-6  # width floor: a feature that never varies (per jet, the leading jet's phi) stays at 0
 
 
@@ -70,7 +61,6 @@ class Stats:
     log_mjj_max: float  # log(mjj / GeV) mapped to +1
     pt_rel_epsilon: float
     pt_rel_transform: str = "log_one_minus"  # log(1 - pT_rel) (the paper) or "log": log(pT_rel)
-    leading_pt_threshold: float = 0.0  # GeV taken off the first jet's pT before log(pT/mjj)
 
     def __post_init__(self):
         for name in ("jet_mean", "jet_std", "particle_mean", "particle_std"):
@@ -109,14 +99,12 @@ class ModelInputs:
         return ModelInputs(self.particles[index], self.jets[index], self.condition[index], self.mask[index])
 
 
-def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[float, float],
-        leading_pt_threshold: float = 0.0) -> Stats:
-    """Statistics of ``events`` (sideband training data); ``sideband`` [GeV] sets the mjj scaling,
-    ``leading_pt_threshold`` [GeV] the first jet's pT transform (see the module docstring)."""
+def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[float, float]) -> Stats:
+    """Statistics of ``events`` (sideband training data); ``sideband`` [GeV] sets the mjj scaling."""
     if len(events) == 0:
         raise InputError("cannot fit the transforms on an empty event sample")
     epsilon, pt_rel_transform = transforms_config.pt_rel_epsilon, transforms_config.pt_rel_transform
-    jets = _jet_features(events.jets, events.mjj, leading_pt_threshold)
+    jets = _jet_features(events.jets, events.mjj)
     if transforms_config.jet_statistics == "pooled":
         jets = jets.reshape(-1, 5)
     mask = events.mask
@@ -132,14 +120,13 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
         log_mjj_max=float(np.log(sideband[1])),
         pt_rel_epsilon=epsilon,
         pt_rel_transform=pt_rel_transform,
-        leading_pt_threshold=float(leading_pt_threshold),
     )
 
 
 def to_model(stats: Stats, events: Events) -> ModelInputs:
     """Standardised network inputs of physical ``events``."""
     mask = events.mask
-    jets = (_jet_features(events.jets, events.mjj, stats.leading_pt_threshold) - stats.jet_mean) / stats.jet_std
+    jets = (_jet_features(events.jets, events.mjj) - stats.jet_mean) / stats.jet_std
     particles = _particle_features(events.particles, mask, stats.pt_rel_epsilon, stats.pt_rel_transform)
     particles = particles - stats.particle_mean
     particles = particles / stats.particle_std * mask[..., None]
@@ -175,8 +162,7 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
     log_pt_fraction, eta, phi, log_mass_fraction, _ = np.moveaxis(
         np.asarray(jets, np.float64) * stats.jet_std + stats.jet_mean, -1, 0
     )
-    pt = np.maximum(np.exp(log_pt_fraction), MIN_PT_FRACTION) * mjj[:, None] + _leading(stats.leading_pt_threshold)
-    mass = np.exp(log_mass_fraction) * mjj[:, None]
+    pt, mass = np.exp(log_pt_fraction) * mjj[:, None], np.exp(log_mass_fraction) * mjj[:, None]
     phi = wrap_phi(phi + np.asarray(event_azimuth, np.float64)[:, None])
     physical_jets = np.stack([pt, eta, phi, mass, mask.sum(axis=-1)], axis=-1)
     return Events(physical_particles, physical_jets, mjj, np.zeros(len(mjj), np.int8))
@@ -200,18 +186,12 @@ def azimuth(jets: np.ndarray) -> np.ndarray:
     return wrap_phi(np.asarray(jets, np.float64)[:, 0, 2] + 0.5 * np.pi)
 
 
-def _leading(threshold: float) -> np.ndarray:
-    """(2,) [threshold, 0]: what each jet's pT is counted above."""
-    return np.array([threshold, 0.0])
-
-
-def _jet_features(jets: np.ndarray, mjj: np.ndarray, leading_pt_threshold: float = 0.0) -> np.ndarray:
-    """(N, 2, 5) float64 (log((pT - threshold)/mjj), eta, phi - azimuth, log(m/mjj), N); the
-    threshold is ``leading_pt_threshold`` for the first jet and 0 for the second."""
+def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:
+    """(N, 2, 5) float64 (log(pT/mjj), eta, phi - azimuth, log(m/mjj), N)."""
     jets = np.asarray(jets, np.float64)
     mjj = np.asarray(mjj, np.float64)[:, None]
     mass_fraction = np.maximum(jets[..., 3] / mjj, MIN_MASS_FRACTION)
-    pt_fraction = np.maximum((jets[..., 0] - _leading(leading_pt_threshold)) / mjj, MIN_PT_FRACTION)
+    pt_fraction = jets[..., 0] / mjj
     eta, n_constituents = jets[..., 1], jets[..., N_INDEX]
     phi = wrap_phi(jets[..., 2] - azimuth(jets)[:, None])
     return np.stack([np.log(pt_fraction), eta, phi, np.log(mass_fraction), n_constituents], axis=-1)

@@ -63,8 +63,7 @@ def training_data(config: Config, path: str | Path, stats: transforms.Stats | No
     on the training split.
     """
     train, test = (selection.sideband_background(path, config, split) for split in ("train", "test"))
-    threshold = config.data.min_leading_jet_pt if config.transforms.leading_jet_pt == "above_threshold" else 0.0
-    stats = stats or transforms.fit(train, config.transforms, config.data.sideband, threshold)
+    stats = stats or transforms.fit(train, config.transforms, config.data.sideband)
     return TrainingData(transforms.to_model(stats, train), transforms.to_model(stats, test), stats)
 
 

@@ -184,32 +184,3 @@ def test_per_jet_statistics_standardise_each_jet_and_invert_exactly(events, test
     per_jet.save(tmp_path / "stats.json")
     restored = transforms.Stats.load(tmp_path / "stats.json")
     np.testing.assert_array_equal(restored.jet_std, per_jet.jet_std)
-
-
-def test_the_leading_jet_above_the_threshold_inverts_exactly_and_never_falls_below_it(
-        events, test_config, tmp_path):
-    """transforms.leading_jet_pt=above_threshold: the first jet's model pT is log((pT - cut)/mjj),
-    so any network output, however low, maps to a leading jet above the cut; the second jet and a
-    threshold of 0 keep log(pT/mjj)."""
-    cut = test_config.data.min_leading_jet_pt
-    sideband = events.select(regions.sideband_mask(events.mjj, test_config.data) & (events.label == 0))
-    assert np.all(sideband.jets[:, 0, 0] > cut)
-    settings = test_config.transforms.__class__(jet_statistics="per_jet")
-    above = transforms.fit(sideband, settings, test_config.data.sideband, leading_pt_threshold=cut)
-    plain = transforms.fit(sideband, settings, test_config.data.sideband)
-    inputs = transforms.to_model(above, events)
-    np.testing.assert_allclose(_back(above, inputs, events).jets, events.jets, rtol=1e-5, atol=1e-3)
-    expected = np.log((sideband.jets[:, 0, 0].astype(np.float64) - cut) / sideband.mjj)
-    np.testing.assert_allclose(above.jet_mean[0, 0], expected.mean(), rtol=1e-6)
-    np.testing.assert_array_equal(above.jet_mean[1], plain.jet_mean[1])
-    np.testing.assert_array_equal(above.jet_mean[0, 1:], plain.jet_mean[0, 1:])
-
-    low = inputs.jets.copy()
-    low[..., 0] = -30.0  # far below anything in training
-    jets = _back(above, ModelInputs(inputs.particles, low, inputs.condition, inputs.mask), events).jets
-    assert np.all(jets[:, 0, 0] > cut) and np.all(jets[:, 0, 0] < cut + 1.0)
-    second = np.exp(-30.0 * above.jet_std[1, 0] + above.jet_mean[1, 0]) * events.mjj  # no threshold
-    np.testing.assert_allclose(jets[:, 1, 0], second, rtol=1e-5)
-
-    above.save(tmp_path / "stats.json")
-    assert transforms.Stats.load(tmp_path / "stats.json").leading_pt_threshold == cut
