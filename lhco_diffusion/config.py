@@ -131,6 +131,10 @@ class TransformsConfig:
     # pooled: one mean and width per jet feature for both jets | per_jet: the leading jet and its
     # partner each standardised on their own, so the small back-to-back deviation is seen at unit scale
     jet_statistics: str = one_of("pooled", "per_jet", default="pooled")
+    # the generators only: each jet's model features also carry the closure of its stored
+    # particles (their pT_rel sum and pT-weighted centroid), and the particle model generates the
+    # cloud normalised to sum 1 about its centroid, the constraints made exact at sampling; false: the paper
+    constituent_closure: bool = False
 
 
 @dataclass(frozen=True)

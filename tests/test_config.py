@@ -36,7 +36,7 @@ def test_paper_configs_keep_the_paper_choices_the_cpu_configs_depart_from(name):
     """README, 'Where the CPU-scale configurations depart from the paper'."""
     config = config_module.load(CONFIGS / f"{name}.yaml")
     assert config.transforms.pt_rel_transform == "log_one_minus"
-    assert config.transforms.jet_statistics == "pooled"
+    assert config.transforms.jet_statistics == "pooled" and not config.transforms.constituent_closure
     assert not config.jet_model.jet_index and not config.training.ema_warmup
     assert not config.sampling.exact_mjj and not config.sampling.apply_data_selection
     assert config.classifier.min_epochs == 0

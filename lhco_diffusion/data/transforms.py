@@ -6,6 +6,21 @@
                                             (``transforms.pt_rel_transform: log``: log(pT_rel))
     condition  mjj                       -> log mjj mapped linearly from the sideband edges to [-1, 1]
 
+With ``transforms.constituent_closure`` (the generators only) each jet's model features gain
+three more, the closure of its stored particles, and the particles are described relative to it:
+
+    jets       ... + (log S, c_eta, c_phi)     S = sum of pT_rel, c = sum of pT_rel * (deta, dphi) / S
+    particles  (pT_rel / S, deta - c_eta, dphi - c_phi) before the transform above
+
+In data the stored particles close tightly on their jet: S is at most about 1.02 (above 1 only
+when all constituents are stored) and the centroid sits within a few 1e-3 of the jet axis, with
+a shift that follows the jet's eta and mass (the pT-weighted pseudorapidity of a massive jet's
+constituents is not the pseudorapidity of their sum). A particle network generating each of 30
+particles at a time barely reproduces such collective sums; the jet network models the three
+numbers with the rest of the jet, and ``to_physical`` projects every generated cloud onto sum 1
+and centroid 0 before scaling and shifting it back, so the constraints hold exactly. On data the
+projection does nothing, and the round trip stays exact.
+
 The jets are standardised with one set of statistics for both (``transforms.jet_statistics:
 pooled``) or with one per jet (``per_jet``: the leading jet and its partner each get their own
 means and widths). After the event rotation below the pooled width of the jet phi is about pi/2,
@@ -40,12 +55,14 @@ import numpy as np
 
 from lhco_diffusion.config import TransformsConfig
 from lhco_diffusion.data.kinematics import wrap_phi
-from lhco_diffusion.data.layout import N_INDEX
+from lhco_diffusion.data.layout import N_INDEX, N_JET_FEATURES
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import read_json, write_json
 
 MIN_MASS_FRACTION = 1.0e-4  # m/mjj floor before the logarithm
+MIN_PT_SUM = 1.0e-12  # a jet's pT_rel sum floor (a jet without real particles)
+N_CLOSURE_FEATURES = 3  # log S, c_eta, c_phi
 MIN_STD = 1.0e-6  # width floor: a feature that never varies (per jet, the leading jet's phi) stays at 0
 
 
@@ -53,14 +70,20 @@ MIN_STD = 1.0e-6  # width floor: a feature that never varies (per jet, the leadi
 class Stats:
     """Fitted standardisation: means and widths of the transformed features, and the mjj range."""
 
-    jet_mean: np.ndarray  # (5,) pooled over both jets, or (2, 5) per jet
-    jet_std: np.ndarray  # (5,) or (2, 5)
+    jet_mean: np.ndarray  # (F,) pooled over both jets, or (2, F) per jet; F = 5, or 8 with the closure
+    jet_std: np.ndarray  # (F,) or (2, F)
     particle_mean: np.ndarray  # (3,)
     particle_std: np.ndarray  # (3,)
     log_mjj_min: float  # log(mjj / GeV) mapped to -1
     log_mjj_max: float  # log(mjj / GeV) mapped to +1
     pt_rel_epsilon: float
     pt_rel_transform: str = "log_one_minus"  # log(1 - pT_rel) (the paper) or "log": log(pT_rel)
+    constituent_closure: bool = False  # jets carry (log S, c_eta, c_phi); particles are relative to them
+
+    @property
+    def n_jet_features(self) -> int:
+        """Model-space features per jet: 5, or 8 with the constituent closure."""
+        return self.jet_mean.shape[-1]
 
     def __post_init__(self):
         for name in ("jet_mean", "jet_std", "particle_mean", "particle_std"):
@@ -84,7 +107,8 @@ class Stats:
 
 @dataclasses.dataclass
 class ModelInputs:
-    """Network inputs, float32: particles (N, 2, P, 3), jets (N, 2, 5), condition (N, 1), mask (N, 2, P)."""
+    """Network inputs, float32: particles (N, 2, P, 3), jets (N, 2, F), condition (N, 1), mask (N, 2, P);
+    F = ``model_jet_features``."""
 
     particles: np.ndarray
     jets: np.ndarray
@@ -99,16 +123,22 @@ class ModelInputs:
         return ModelInputs(self.particles[index], self.jets[index], self.condition[index], self.mask[index])
 
 
+def model_jet_features(transforms_config: TransformsConfig) -> int:
+    """Model-space features per jet under ``transforms_config``: 5, or 8 with the constituent closure."""
+    return N_JET_FEATURES + (N_CLOSURE_FEATURES if transforms_config.constituent_closure else 0)
+
+
 def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[float, float]) -> Stats:
     """Statistics of ``events`` (sideband training data); ``sideband`` [GeV] sets the mjj scaling."""
     if len(events) == 0:
         raise InputError("cannot fit the transforms on an empty event sample")
     epsilon, pt_rel_transform = transforms_config.pt_rel_epsilon, transforms_config.pt_rel_transform
-    jets = _jet_features(events.jets, events.mjj)
-    if transforms_config.jet_statistics == "pooled":
-        jets = jets.reshape(-1, 5)
+    closure = transforms_config.constituent_closure
     mask = events.mask
-    particles = _particle_features(events.particles, mask, epsilon, pt_rel_transform)[mask]
+    jets, particles = _features(events, closure)
+    if transforms_config.jet_statistics == "pooled":
+        jets = jets.reshape(-1, jets.shape[-1])
+    particles = _particle_features(particles, mask, epsilon, pt_rel_transform)[mask]
     if len(particles) == 0:
         raise InputError("cannot fit the transforms: the events have no particles")
     return Stats(
@@ -120,14 +150,16 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
         log_mjj_max=float(np.log(sideband[1])),
         pt_rel_epsilon=epsilon,
         pt_rel_transform=pt_rel_transform,
+        constituent_closure=closure,
     )
 
 
 def to_model(stats: Stats, events: Events) -> ModelInputs:
     """Standardised network inputs of physical ``events``."""
     mask = events.mask
-    jets = (_jet_features(events.jets, events.mjj) - stats.jet_mean) / stats.jet_std
-    particles = _particle_features(events.particles, mask, stats.pt_rel_epsilon, stats.pt_rel_transform)
+    jets, particles = _features(events, stats.constituent_closure)
+    jets = (jets - stats.jet_mean) / stats.jet_std
+    particles = _particle_features(particles, mask, stats.pt_rel_epsilon, stats.pt_rel_transform)
     particles = particles - stats.particle_mean
     particles = particles / stats.particle_std * mask[..., None]
     return ModelInputs(
@@ -142,10 +174,12 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
                 mask: np.ndarray, event_azimuth: np.ndarray) -> Events:
     """The exact inverse of ``to_model``: physical ``Events`` (label 0) from model-space arrays.
 
-    particles (N, 2, P, 3), jets (N, 2, 5), mjj (N,) [GeV], mask (N, 2, P), event_azimuth (N,)
+    particles (N, 2, P, 3), jets (N, 2, F), mjj (N,) [GeV], mask (N, 2, P), event_azimuth (N,)
     the rotation to undo (``azimuth`` of the original events, or random in [-pi, pi) for new
     ones). n_constituents is set to the number of real particles in ``mask`` (rounding the
-    generated N is the sampler's job).
+    generated N is the sampler's job). With the constituent closure every jet's particles are
+    first projected onto pT_rel sum 1 and centroid 0 (``closed``), then scaled by S and shifted
+    by c.
     """
     mask = np.asarray(mask) > 0
     mjj = np.asarray(mjj, np.float64)
@@ -159,9 +193,12 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
         pt_rel = -np.expm1(transformed_pt_rel)
     pt_rel = np.clip(pt_rel, epsilon, 1.0 - epsilon)
     physical_particles = np.stack([pt_rel, deta, dphi], axis=-1) * mask[..., None]
-    log_pt_fraction, eta, phi, log_mass_fraction, _ = np.moveaxis(
-        np.asarray(jets, np.float64) * stats.jet_std + stats.jet_mean, -1, 0
-    )
+    jet_values = np.asarray(jets, np.float64) * stats.jet_std + stats.jet_mean
+    if stats.constituent_closure:
+        log_sum, centroid = jet_values[..., N_JET_FEATURES], jet_values[..., N_JET_FEATURES + 1:]
+        physical_particles = _reopened(closed(physical_particles, mask), np.exp(log_sum), centroid, mask)
+        physical_particles[..., 0] = np.clip(physical_particles[..., 0], epsilon, 1.0 - epsilon) * mask
+    log_pt_fraction, eta, phi, log_mass_fraction = np.moveaxis(jet_values[..., :N_INDEX], -1, 0)
     pt, mass = np.exp(log_pt_fraction) * mjj[:, None], np.exp(log_mass_fraction) * mjj[:, None]
     phi = wrap_phi(phi + np.asarray(event_azimuth, np.float64)[:, None])
     physical_jets = np.stack([pt, eta, phi, mass, mask.sum(axis=-1)], axis=-1)
@@ -184,6 +221,43 @@ def mjj_from_condition(stats: Stats, condition: np.ndarray) -> np.ndarray:
 def azimuth(jets: np.ndarray) -> np.ndarray:
     """(N,) the rotation that puts the first of the jets (N, 2, 5) at phi = -pi/2: its phi + pi/2."""
     return wrap_phi(np.asarray(jets, np.float64)[:, 0, 2] + 0.5 * np.pi)
+
+
+def closure(particles: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(S (N, 2), centroid (N, 2, 2)): each jet's pT_rel sum over its real particles and their
+    pT-weighted mean (deta, dphi); ``particles`` (N, 2, P, 3) physical, ``mask`` (N, 2, P)."""
+    particles = np.asarray(particles, np.float64)
+    pt_rel = particles[..., 0] * mask
+    pt_sum = np.maximum(pt_rel.sum(axis=-1), MIN_PT_SUM)
+    centroid = np.einsum("...p,...pk->...k", pt_rel, particles[..., 1:]) / pt_sum[..., None]
+    return pt_sum, centroid
+
+
+def closed(particles: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``particles`` (N, 2, P, 3) with every jet's pT_rel divided by their sum and (deta, dphi)
+    moved by minus their pT-weighted centroid: S = 1 and c = 0 exactly; padded slots stay 0."""
+    pt_sum, centroid = closure(particles, mask)
+    return _reopened(particles, 1.0 / pt_sum, -centroid, mask)
+
+
+def _reopened(particles: np.ndarray, pt_sum: np.ndarray, centroid: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``particles`` with pT_rel times ``pt_sum`` (N, 2) and (deta, dphi) plus ``centroid`` (N, 2, 2)."""
+    particles = np.asarray(particles, np.float64)
+    scaled = np.concatenate([particles[..., :1] * pt_sum[..., None, None],
+                             particles[..., 1:] + centroid[..., None, :]], axis=-1)
+    return scaled * mask[..., None]
+
+
+def _features(events: Events, constituent_closure: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(jets (N, 2, F) float64 before standardisation, physical particles (N, 2, P, 3) to transform):
+    with the closure, the jets gain (log S, c_eta, c_phi) and the particles are ``closed``."""
+    jets = _jet_features(events.jets, events.mjj)
+    if not constituent_closure:
+        return jets, events.particles
+    mask = events.mask
+    pt_sum, centroid = closure(events.particles, mask)
+    jets = np.concatenate([jets, np.log(pt_sum)[..., None], centroid], axis=-1)
+    return jets, closed(events.particles, mask)
 
 
 def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:

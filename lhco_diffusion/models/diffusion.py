@@ -15,9 +15,12 @@ The training loop, the EMA networks and the sampling interface are those of ever
 """
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from lhco_diffusion.config import NetworkConfig, TrainingConfig
+from lhco_diffusion.data.layout import N_JET_FEATURES
 from lhco_diffusion.solvers import schedule
 from lhco_diffusion.models.generator import GenerativeModel, NoiseStream, masked_mean_square, per_jet
 from lhco_diffusion.models.networks import build_jet_network, build_particle_network
@@ -28,10 +31,11 @@ class DiffusionModel(GenerativeModel):
     process = "diffusion"
 
     def __init__(self, jet_config: NetworkConfig, particle_config: NetworkConfig, training: TrainingConfig,
-                 **kwargs):
-        super().__init__(build_jet_network(jet_config), build_particle_network(particle_config),
-                         build_jet_network(jet_config, name="ema_jet_network"),
-                         build_particle_network(particle_config, name="ema_particle_network"), training, **kwargs)
+                 n_jet_features: int = N_JET_FEATURES, **kwargs):
+        jet_network = functools.partial(build_jet_network, jet_config, n_jet_features=n_jet_features)
+        particle_network = functools.partial(build_particle_network, particle_config, n_jet_features=n_jet_features)
+        super().__init__(jet_network(), particle_network(), jet_network(name="ema_jet_network"),
+                         particle_network(name="ema_particle_network"), training, **kwargs)
         self.likelihood_weighting = training.likelihood_weighting
 
     def _diffusion_time(self, n: tf.Tensor, noise: NoiseStream) -> tuple[tf.Tensor, tf.Tensor]:

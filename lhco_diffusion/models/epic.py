@@ -1,7 +1,7 @@
 """The two velocity networks of the flow-matching generator (paper Fig. 2, Table I; EPiC-FM).
 
-    FlowMatchingJetNetwork  v(jets_t (B, 2, 5), t (B, 1), condition (B, 1))              -> (B, 2, 5)
-    EpicParticleNetwork     v(particles_t (J, P, 3), t (J, 1), jet (J, 5), condition (J, 1),
+    FlowMatchingJetNetwork  v(jets_t (B, 2, F), t (B, 1), condition (B, 1))              -> (B, 2, F)
+    EpicParticleNetwork     v(particles_t (J, P, 3), t (J, 1), jet (J, F), condition (J, 1),
                               mask (J, P))                                               -> (J, P, 3)
 
 The calls are those of every generator (``models.generator``). The jet network is fully
@@ -112,7 +112,7 @@ class EpicParticleNetwork(tf.keras.Model):
         self.activation = leaky_relu()
 
     def call(self, inputs):
-        """inputs = (particles_t (J, P, 3), t (J, 1), jet (J, 5), condition (J, 1), mask (J, P))
+        """inputs = (particles_t (J, P, 3), t (J, 1), jet (J, F), condition (J, 1), mask (J, P))
         -> v (J, P, 3), zero in padded slots."""
         particles_t, t, jet, condition, mask = inputs
         act = self.activation
@@ -128,34 +128,37 @@ class EpicParticleNetwork(tf.keras.Model):
 
 
 class FlowMatchingJetNetwork(tf.keras.Model):
-    """Velocity of the two jets' 10 features given t and mjj: a residual fully connected network."""
+    """Velocity of the two jets' 2F features given t and mjj: a residual fully connected network."""
 
-    def __init__(self, config: FlowMatchingJetConfig, **kwargs):
+    def __init__(self, config: FlowMatchingJetConfig, n_features: int = N_JET_FEATURES, **kwargs):
         super().__init__(**kwargs)
+        self.n_features = n_features
         self.time_features = FourierFeatures(2 * config.frequencies, seed=1, name="time_features")
         self.input_layer = ConcatDense(config.hidden_dim, name="input_layer")
         self.hidden_layers = [ConcatDense(config.hidden_dim, name=f"hidden_{index}")
                               for index in range(config.num_layers)]
-        self.readout = ConcatDense(2 * N_JET_FEATURES, name="readout")
+        self.readout = ConcatDense(2 * n_features, name="readout")
         self.activation = leaky_relu()
 
     def call(self, inputs):
-        """inputs = (jets_t (B, 2, 5), t (B, 1), condition (B, 1)) -> v (B, 2, 5)."""
+        """inputs = (jets_t (B, 2, F), t (B, 1), condition (B, 1)) -> v (B, 2, F)."""
         jets_t, t, condition = inputs
         conditioning = [self.time_features(t), condition]
-        hidden = self.activation(self.input_layer([tf.reshape(jets_t, (-1, 2 * N_JET_FEATURES)), *conditioning]))
+        hidden = self.activation(self.input_layer([tf.reshape(jets_t, (-1, 2 * self.n_features)), *conditioning]))
         for layer in self.hidden_layers:
             hidden = self.activation(layer([hidden, *conditioning]) + hidden)
-        velocity = tf.reshape(self.readout([hidden, *conditioning]), (-1, 2, N_JET_FEATURES))
+        velocity = tf.reshape(self.readout([hidden, *conditioning]), (-1, 2, self.n_features))
         return tf.cast(velocity, tf.float32)  # float32 even when the layers compute in bfloat16
 
 
-def build_flow_matching_jet_network(config: FlowMatchingJetConfig,
-                                    name: str = "jet_network") -> FlowMatchingJetNetwork:
-    """A flow-matching jet network with its weights created."""
-    return with_jet_weights(FlowMatchingJetNetwork(config, name=name))
+def build_flow_matching_jet_network(config: FlowMatchingJetConfig, name: str = "jet_network",
+                                    n_jet_features: int = N_JET_FEATURES) -> FlowMatchingJetNetwork:
+    """A flow-matching jet network for ``n_jet_features`` per jet, with its weights created."""
+    return with_jet_weights(FlowMatchingJetNetwork(config, n_jet_features, name=name), n_jet_features)
 
 
-def build_epic_particle_network(config: EpicConfig, name: str = "particle_network") -> EpicParticleNetwork:
-    """An EPiC particle network with its weights created (P is free)."""
-    return with_particle_weights(EpicParticleNetwork(config, name=name))
+def build_epic_particle_network(config: EpicConfig, name: str = "particle_network",
+                                n_jet_features: int = N_JET_FEATURES) -> EpicParticleNetwork:
+    """An EPiC particle network conditioned on ``n_jet_features`` per jet, with its weights created
+    (P is free)."""
+    return with_particle_weights(EpicParticleNetwork(config, name=name), n_jet_features)

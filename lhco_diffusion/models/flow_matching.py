@@ -16,9 +16,12 @@ The training loop, the EMA networks and the sampling interface are those of ever
 """
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from lhco_diffusion.config import EpicConfig, FlowMatchingJetConfig, TrainingConfig
+from lhco_diffusion.data.layout import N_JET_FEATURES
 from lhco_diffusion.models.epic import build_epic_particle_network, build_flow_matching_jet_network
 from lhco_diffusion.models.generator import GenerativeModel, NoiseStream, masked_mean_square, per_jet
 
@@ -29,11 +32,12 @@ class FlowMatchingModel(GenerativeModel):
     process = "flow_matching"
 
     def __init__(self, jet_config: FlowMatchingJetConfig, particle_config: EpicConfig, training: TrainingConfig,
-                 **kwargs):
-        super().__init__(build_flow_matching_jet_network(jet_config), build_epic_particle_network(particle_config),
-                         build_flow_matching_jet_network(jet_config, name="ema_jet_network"),
-                         build_epic_particle_network(particle_config, name="ema_particle_network"), training,
-                         **kwargs)
+                 n_jet_features: int = N_JET_FEATURES, **kwargs):
+        jet_network = functools.partial(build_flow_matching_jet_network, jet_config, n_jet_features=n_jet_features)
+        particle_network = functools.partial(build_epic_particle_network, particle_config,
+                                             n_jet_features=n_jet_features)
+        super().__init__(jet_network(), particle_network(), jet_network(name="ema_jet_network"),
+                         particle_network(name="ema_particle_network"), training, **kwargs)
         self.sigma_min = training.sigma_min
 
     def _interpolated(self, x1: tf.Tensor, noise: NoiseStream) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:

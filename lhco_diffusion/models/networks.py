@@ -1,11 +1,12 @@
 """The two velocity networks of the diffusion models (paper Fig. 1, Table I).
 
-    JetNetwork       v(jets_t (B, 2, 5), t (B, 1), condition (B, 1))                  -> (B, 2, 5)
-    ParticleNetwork  v(particles_t (J, P, 3), t (J, 1), jet (J, 5), condition (J, 1),
+    JetNetwork       v(jets_t (B, 2, F), t (B, 1), condition (B, 1))                  -> (B, 2, F)
+    ParticleNetwork  v(particles_t (J, P, 3), t (J, 1), jet (J, F), condition (J, 1),
                        mask (J, P))                                                   -> (J, P, 3)
 
 ``condition`` is log mjj scaled to [-1, 1] (``data.transforms.condition``); ``jet`` is the
-standardised (log pT/mjj, eta, phi, log m/mjj, N) of the particles' own jet. The particle
+standardised (log pT/mjj, eta, phi, log m/mjj, N) of the particles' own jet, F = 5 (8 with
+``transforms.constituent_closure``: + the closure of its particles). The particle
 network sees one jet at a time: the two jets of B events go through it as J = 2B jets.
 Time and mjj each pass through random Fourier features and two dense layers (mjj, as in the
 paper, with its scaled value beside its Fourier features, so the network can interpolate into the
@@ -56,12 +57,12 @@ class _ConditionedSetNetwork(tf.keras.Model):
 class JetNetwork(_ConditionedSetNetwork):
     """Velocity of the two jet tokens, conditioned on t and mjj."""
 
-    def __init__(self, config: NetworkConfig, **kwargs):
-        super().__init__(config, N_JET_FEATURES, extra_features=False, **kwargs)
+    def __init__(self, config: NetworkConfig, n_features: int = N_JET_FEATURES, **kwargs):
+        super().__init__(config, n_features, extra_features=False, **kwargs)
         self.jet_index = config.jet_index
 
     def call(self, inputs):
-        """inputs = (jets_t (B, 2, 5), t (B, 1), condition (B, 1)) -> v (B, 2, 5)."""
+        """inputs = (jets_t (B, 2, F), t (B, 1), condition (B, 1)) -> v (B, 2, F)."""
         jets_t, t, condition = inputs
         both_real = tf.ones(tf.shape(jets_t)[:2], tf.bool)
         if self.jet_index:
@@ -77,31 +78,33 @@ class ParticleNetwork(_ConditionedSetNetwork):
         super().__init__(config, N_PARTICLE_FEATURES, extra_features=True, **kwargs)
 
     def call(self, inputs):
-        """inputs = (particles_t (J, P, 3), t (J, 1), jet (J, 5), condition (J, 1), mask (J, P))
+        """inputs = (particles_t (J, P, 3), t (J, 1), jet (J, F), condition (J, 1), mask (J, P))
         -> v (J, P, 3), zero in padded slots."""
         particles_t, t, jet, condition, mask = inputs
         return self._conditioned(particles_t, mask, t, condition, jet)
 
 
-def with_jet_weights(network: tf.keras.Model) -> tf.keras.Model:
+def with_jet_weights(network: tf.keras.Model, n_jet_features: int = N_JET_FEATURES) -> tf.keras.Model:
     """``network`` (any generator's jet network) with its weights created by one dummy call."""
-    network((tf.zeros((1, 2, N_JET_FEATURES)), tf.zeros((1, 1)), tf.zeros((1, 1))))
+    network((tf.zeros((1, 2, n_jet_features)), tf.zeros((1, 1)), tf.zeros((1, 1))))
     return network
 
 
-def with_particle_weights(network: tf.keras.Model) -> tf.keras.Model:
+def with_particle_weights(network: tf.keras.Model, n_jet_features: int = N_JET_FEATURES) -> tf.keras.Model:
     """``network`` (any generator's particle network) with its weights created by one dummy call
     on one slot (P is free)."""
-    network((tf.zeros((1, 1, N_PARTICLE_FEATURES)), tf.zeros((1, 1)), tf.zeros((1, N_JET_FEATURES)),
+    network((tf.zeros((1, 1, N_PARTICLE_FEATURES)), tf.zeros((1, 1)), tf.zeros((1, n_jet_features)),
              tf.zeros((1, 1)), tf.ones((1, 1))))
     return network
 
 
-def build_jet_network(config: NetworkConfig, name: str = "jet_network") -> JetNetwork:
-    """A jet network with its weights created."""
-    return with_jet_weights(JetNetwork(config, name=name))
+def build_jet_network(config: NetworkConfig, name: str = "jet_network",
+                      n_jet_features: int = N_JET_FEATURES) -> JetNetwork:
+    """A jet network for ``n_jet_features`` per jet, with its weights created."""
+    return with_jet_weights(JetNetwork(config, n_jet_features, name=name), n_jet_features)
 
 
-def build_particle_network(config: NetworkConfig, name: str = "particle_network") -> ParticleNetwork:
-    """A particle network with its weights created (P is free)."""
-    return with_particle_weights(ParticleNetwork(config, name=name))
+def build_particle_network(config: NetworkConfig, name: str = "particle_network",
+                           n_jet_features: int = N_JET_FEATURES) -> ParticleNetwork:
+    """A particle network conditioned on ``n_jet_features`` per jet, with its weights created (P is free)."""
+    return with_particle_weights(ParticleNetwork(config, name=name), n_jet_features)

@@ -78,7 +78,7 @@ def generate_events(model: GenerativeModel, stats: transforms.Stats, mjj: np.nda
     rng = np.random.default_rng(seed)
     sample, _, _ = solvers(model, solver)
     jet_velocity, particle_velocity = model.sampling_velocities
-    jet_noise = rng.standard_normal((len(mjj), 2, 5)).astype(np.float32)
+    jet_noise = rng.standard_normal((len(mjj), 2, stats.n_jet_features)).astype(np.float32)
     jets = sample(jet_velocity, jet_noise, num_steps, solver, args=(tf.constant(condition),),
                            jit_compile=jit_compile).numpy()
     mask = multiplicity_mask(stats, jets, npart)
@@ -123,7 +123,7 @@ def particles_in_buckets(integrate, x, jets: np.ndarray, condition: np.ndarray, 
     integrate(x (b, 2, w, 3), mask (b, 2, w, 1), args=(jets, condition, mask (b, 2, w))) -> (b, 2, w, 3)
     is called once per bucket of ``dataset.multiplicity_buckets(mask, bucket_size)`` (or once
     for all events at full width when ``bucket_size`` is None) on the bucket's slice of the
-    state x (B, 2, P, 3), jets (B, 2, 5), condition (B, 1) and mask (B, 2, P).
+    state x (B, 2, P, 3), jets (B, 2, F), condition (B, 1) and mask (B, 2, P).
     Returns (B, 2, P, 3) float32, zero beyond each bucket's width.
     """
     buckets = (dataset.multiplicity_buckets(mask, bucket_size) if bucket_size
@@ -169,7 +169,7 @@ def partially_diffuse_events(model: GenerativeModel, stats: transforms.Stats, ev
 
 
 def multiplicity_mask(stats: transforms.Stats, jets: np.ndarray, npart: int) -> np.ndarray:
-    """(B, 2, P) float32 mask of the first N slots, N = the jets' (B, 2, 5) model-space N rounded
+    """(B, 2, P) float32 mask of the first N slots, N = the jets' (B, 2, F) model-space N rounded
     and clipped into [1, P]."""
     n = jets[..., N_INDEX] * stats.jet_std[..., N_INDEX] + stats.jet_mean[..., N_INDEX]
     n = np.clip(np.rint(n), 1, npart)
@@ -177,7 +177,7 @@ def multiplicity_mask(stats: transforms.Stats, jets: np.ndarray, npart: int) -> 
 
 
 def _with_multiplicity(stats: transforms.Stats, jets: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``jets`` (B, 2, 5) with their model-space N set to the particle count of ``mask``."""
+    """``jets`` (B, 2, F) with their model-space N set to the particle count of ``mask``."""
     jets = jets.copy()
     jets[..., N_INDEX] = (mask.sum(axis=-1) - stats.jet_mean[..., N_INDEX]) / stats.jet_std[..., N_INDEX]
     return jets

@@ -9,6 +9,8 @@ CATHODE modes through ``workflow.cathode``), and writes the score file (``workfl
 """
 from __future__ import annotations
 
+import dataclasses
+
 import os
 from pathlib import Path
 
@@ -41,7 +43,9 @@ def train_and_score(task: Task, config: Config, seed: int, context) -> tuple[np.
     if min(len(train_rows), len(validation_rows)) < context.size:
         raise InputError(f"{len(events)} training events are too few for a {settings.validation_fraction:g} "
                          f"validation split over {context.size} workers")
-    stats = transforms.fit(events.select(train_rows), config.transforms, config.data.sideband)
+    # the classifier sees the particles as stored: the closure is the generators' representation
+    classifier_transforms = dataclasses.replace(config.transforms, constituent_closure=False)
+    stats = transforms.fit(events.select(train_rows), classifier_transforms, config.data.sideband)
     inputs = transforms.to_model(stats, events)
     tf.keras.utils.set_random_seed(seed)
     model = classifier.build(config.classifier, events.npart, wrap_tape=distributed.wrap_tape)

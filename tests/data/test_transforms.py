@@ -184,3 +184,60 @@ def test_per_jet_statistics_standardise_each_jet_and_invert_exactly(events, test
     per_jet.save(tmp_path / "stats.json")
     restored = transforms.Stats.load(tmp_path / "stats.json")
     np.testing.assert_array_equal(restored.jet_std, per_jet.jet_std)
+
+
+@pytest.fixture(scope="module")
+def closure_stats(events, test_config):
+    settings = test_config.transforms.__class__(pt_rel_transform="log", constituent_closure=True)
+    sideband = events.select(regions.sideband_mask(events.mjj, test_config.data) & (events.label == 0))
+    return transforms.fit(sideband, settings, sideband=test_config.data.sideband)
+
+
+def _closure_by_loops(events):
+    """Each jet's pT_rel sum and pT-weighted (deta, dphi), one jet at a time: (N, 2), (N, 2, 2)."""
+    pt_sum, centroid = np.zeros((len(events), 2)), np.zeros((len(events), 2, 2))
+    for event, jet in np.ndindex(len(events), 2):
+        real = events.particles[event, jet][events.mask[event, jet]]
+        pt_sum[event, jet] = real[:, 0].sum()
+        centroid[event, jet] = (real[:, 0, None] * real[:, 1:]).sum(axis=0) / real[:, 0].sum()
+    return pt_sum, centroid
+
+
+def test_constituent_closure_moves_the_particle_sums_to_the_jets_and_inverts_exactly(events, closure_stats):
+    """transforms.constituent_closure: each jet gains (log S, c_eta, c_phi) of its stored particles,
+    which the model sees normalised (sum 1, centroid 0); the round trip stays exact."""
+    assert closure_stats.n_jet_features == 8 and closure_stats.constituent_closure
+    inputs = transforms.to_model(closure_stats, events)
+    assert inputs.jets.shape == (len(events), 2, 8)
+    features = inputs.jets * closure_stats.jet_std + closure_stats.jet_mean
+    pt_sum, centroid = _closure_by_loops(events)
+    np.testing.assert_allclose(features[..., 5], np.log(pt_sum), atol=1e-5)
+    np.testing.assert_allclose(features[..., 6:], centroid, atol=1e-6)
+    assert np.any(pt_sum < 0.99) and np.any(np.abs(centroid) > 1e-3)  # the closure is not trivial
+
+    closed_sum, closed_centroid = transforms.closure(transforms.closed(events.particles, events.mask), events.mask)
+    np.testing.assert_allclose(closed_sum, 1.0, atol=1e-12)
+    np.testing.assert_allclose(closed_centroid, 0.0, atol=1e-12)
+
+    back = _back(closure_stats, inputs, events)
+    np.testing.assert_allclose(back.particles, events.particles, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(back.jets, events.jets, rtol=1e-5, atol=1e-5)
+    processed.validate(back)
+
+
+def test_generated_clouds_are_projected_onto_their_jets_closure(events, closure_stats):
+    """Whatever the particle network outputs, each jet's particles come out with the pT_rel sum
+    and centroid its jet features carry; padded slots stay empty."""
+    inputs = transforms.to_model(closure_stats, events)
+    rng = np.random.default_rng(4)
+    particles = (inputs.particles + 0.5 * rng.standard_normal(inputs.particles.shape)) * inputs.mask[..., None]
+    jets = inputs.jets + rng.standard_normal(inputs.jets.shape)
+    back = _back(closure_stats, ModelInputs(particles, jets, inputs.condition, inputs.mask), events)
+    features = jets * closure_stats.jet_std + closure_stats.jet_mean
+    pt_sum, centroid = _closure_by_loops(back)
+    unclipped = back.particles[..., 0].max(axis=-1) < 1.0 - closure_stats.pt_rel_epsilon
+    assert unclipped.mean() > 0.99
+    np.testing.assert_allclose(pt_sum[unclipped], np.exp(features[..., 5])[unclipped], rtol=1e-6)  # float32 events
+    np.testing.assert_allclose(centroid[unclipped], features[..., 6:][unclipped], atol=1e-6)
+    assert np.all(back.particles[~back.mask] == 0)
+    assert not np.allclose(back.particles, events.particles, atol=1e-3)  # the noise did change the clouds

@@ -50,3 +50,21 @@ def test_events_that_never_pass_are_kept_with_a_warning():
         events = generation.selected_events(_maker(calls, always_failing=(3, 17)), 50, 1, CUT, max_redraws=5)
     assert len(events) == 50 and len(calls) == 6
     np.testing.assert_array_equal(np.flatnonzero(~generation.passes_selection(events, CUT)), [3, 17])
+
+
+def test_a_generator_with_the_constituent_closure_trains_reloads_and_generates(test_config, processed_file, tmp_path):
+    """transforms.constituent_closure end to end: 8 model features per jet from training through
+    the checkpoint to generation, which gives valid events."""
+    from lhco_diffusion import config as config_module
+    from lhco_diffusion.data import processed
+    from lhco_diffusion.workflow import checkpoints, training
+
+    config = config_module.from_dict(test_config.to_dict(), "test.yaml", [
+        f"paths.run_dir={tmp_path}", "training.steps_per_epoch=4", "training.epochs=1",
+        "transforms.constituent_closure=true"])
+    checkpoint = checkpoints.load(training.train(config)["best"])
+    assert checkpoint.stats.n_jet_features == 8
+    events = generation.generate_events(checkpoint.model, checkpoint.stats, np.linspace(3300.0, 3700.0, 12),
+                                        config.data.npart, "dpm2m", 4, seed=2)
+    processed.validate(events)
+    assert np.all(np.isfinite(events.particles)) and np.all(events.particles[..., 0][events.mask] > 0)
