@@ -178,8 +178,8 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
     the rotation to undo (``azimuth`` of the original events, or random in [-pi, pi) for new
     ones). n_constituents is set to the number of real particles in ``mask`` (rounding the
     generated N is the sampler's job). With the constituent closure every jet's particles are
-    first projected onto pT_rel sum 1 and centroid 0 (``closed``), then scaled by S and shifted
-    by c.
+    scaled and shifted from their own pT_rel sum and centroid to the S and c of its jet features
+    (``closed``, then S and c, in one step).
     """
     mask = np.asarray(mask) > 0
     mjj = np.asarray(mjj, np.float64)
@@ -194,9 +194,11 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
     pt_rel = np.clip(pt_rel, epsilon, 1.0 - epsilon)
     physical_particles = np.stack([pt_rel, deta, dphi], axis=-1) * mask[..., None]
     jet_values = np.asarray(jets, np.float64) * stats.jet_std + stats.jet_mean
-    if stats.constituent_closure:
+    if stats.constituent_closure:  # from the generated sum and centroid to the jet's
         log_sum, centroid = jet_values[..., N_JET_FEATURES], jet_values[..., N_JET_FEATURES + 1:]
-        physical_particles = _reopened(closed(physical_particles, mask), np.exp(log_sum), centroid, mask)
+        generated_sum, generated_centroid = closure(physical_particles, mask)
+        physical_particles = _reopened(physical_particles, np.exp(log_sum) / generated_sum,
+                                       centroid - generated_centroid, mask)
         physical_particles[..., 0] = np.clip(physical_particles[..., 0], epsilon, 1.0 - epsilon) * mask
     log_pt_fraction, eta, phi, log_mass_fraction = np.moveaxis(jet_values[..., :N_INDEX], -1, 0)
     pt, mass = np.exp(log_pt_fraction) * mjj[:, None], np.exp(log_mass_fraction) * mjj[:, None]
@@ -240,11 +242,11 @@ def closed(particles: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return _reopened(particles, 1.0 / pt_sum, -centroid, mask)
 
 
-def _reopened(particles: np.ndarray, pt_sum: np.ndarray, centroid: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``particles`` with pT_rel times ``pt_sum`` (N, 2) and (deta, dphi) plus ``centroid`` (N, 2, 2)."""
+def _reopened(particles: np.ndarray, scale: np.ndarray, shift: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``particles`` with each jet's pT_rel times ``scale`` (N, 2) and (deta, dphi) plus ``shift`` (N, 2, 2)."""
     particles = np.asarray(particles, np.float64)
-    scaled = np.concatenate([particles[..., :1] * pt_sum[..., None, None],
-                             particles[..., 1:] + centroid[..., None, :]], axis=-1)
+    scaled = np.concatenate([particles[..., :1] * scale[..., None, None],
+                             particles[..., 1:] + shift[..., None, :]], axis=-1)
     return scaled * mask[..., None]
 
 

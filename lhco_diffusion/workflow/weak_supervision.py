@@ -10,7 +10,6 @@ CATHODE modes through ``workflow.cathode``), and writes the score file (``workfl
 from __future__ import annotations
 
 import dataclasses
-
 import os
 from pathlib import Path
 
