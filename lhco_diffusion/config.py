@@ -186,6 +186,9 @@ class TrainingConfig:
     ema_warmup: bool = False
     clip_norm: float = positive(1.0)  # gradient-norm clipping per tensor
     likelihood_weighting: bool = False  # diffusion: lambda = g^2 with t uniform in log-SNR
+    # noise draws per event in each step's jet loss: the jet model costs a few % of the particle
+    # model per draw and learns slower, so K draws average its gradient over K times the noise
+    jet_noise_draws: int = at_least(1, default=1)
     sigma_min: float = positive(1.0e-4)  # flow matching: width of the data end of the probability path
     optimizer: str = one_of("adam", "adamw", default="adam")
     weight_decay: float = at_least(0.0, default=0.0)  # adamw's decoupled weight decay

@@ -99,6 +99,7 @@ class GenerativeModel(tf.keras.Model):
             ema.set_weights(network.get_weights())
         self.ema_decay, self.ema_warmup = training.ema_decay, training.ema_warmup
         self.clip_norm = training.clip_norm
+        self.jet_noise_draws = training.jet_noise_draws
         self.wrap_tape = wrap_tape
         self.noise_seed = noise_seed
         self.real_particles_per_event: float | None = None  # set for multiplicity-bucketed batches
@@ -120,9 +121,12 @@ class GenerativeModel(tf.keras.Model):
         return self.jet_network.trainable_variables + self.particle_network.trainable_variables
 
     def losses(self, batch, noise: NoiseStream, training: bool) -> dict[str, tf.Tensor]:
-        """The objective of a batch: the jet model's loss plus the particle model's."""
+        """The objective of a batch: the jet model's loss plus the particle model's. The jet loss
+        is the mean over ``training.jet_noise_draws`` independent noise draws (times, noise) per
+        event: the same expectation, a K times smaller variance."""
         particles, jets, condition, mask = batch
-        loss_jet = self.jet_loss(jets, condition, noise, training)
+        draws = self.jet_noise_draws
+        loss_jet = self.jet_loss(tf.repeat(jets, draws, axis=0), tf.repeat(condition, draws, axis=0), noise, training)
         loss_particle = self.particle_loss(particles, jets, condition, mask, noise, training)
         return {"loss": loss_jet + loss_particle, "loss_jet": loss_jet, "loss_particle": loss_particle}
 

@@ -171,3 +171,22 @@ def test_the_mjj_embedding_sees_the_condition_itself_beside_its_fourier_features
     network = networks.build_jet_network(test_config.jet_model)
     first_dense = network.mjj_embedding.dense.layers[0]
     assert first_dense.kernel.shape[0] == test_config.jet_model.num_embed + 1
+
+
+def test_jet_noise_draws_average_the_jet_loss_over_independent_draws(test_config):
+    """K draws per event: the jet loss keeps its expectation, its spread over noise seeds falls as
+    1/sqrt(K), and the particle loss does not change."""
+    batch = _events(8, 5, seed=11)
+    spreads, means, particle_losses = [], [], []
+    for draws in (1, 16):
+        settings = dataclasses.replace(test_config.training, jet_noise_draws=draws)
+        tf.keras.utils.set_random_seed(4)
+        model = diffusion.DiffusionModel(test_config.jet_model, test_config.particle_model, settings)
+        losses = [model.losses(batch, diffusion.NoiseStream(seed, 0), training=False) for seed in range(40)]
+        jet = np.array([float(loss["loss_jet"]) for loss in losses])
+        spreads.append(jet.std())
+        means.append(jet.mean())
+        particle_losses.append(float(model.losses(batch, diffusion.NoiseStream(99, 0), training=False)["loss_particle"]))
+    assert 0.15 < spreads[1] / spreads[0] < 0.45  # 1/sqrt(16) = 0.25
+    assert abs(means[1] / means[0] - 1) < 3 * spreads[0] / np.sqrt(40) / means[0]
+    assert particle_losses[0] == pytest.approx(particle_losses[1], rel=1e-6)
