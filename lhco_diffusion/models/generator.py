@@ -125,8 +125,10 @@ class GenerativeModel(tf.keras.Model):
         is the mean over ``training.jet_noise_draws`` independent noise draws (times, noise) per
         event: the same expectation, a K times smaller variance."""
         particles, jets, condition, mask = batch
-        draws = self.jet_noise_draws
-        loss_jet = self.jet_loss(tf.repeat(jets, draws, axis=0), tf.repeat(condition, draws, axis=0), noise, training)
+        jet_batch = (jets, condition)
+        if self.jet_noise_draws > 1:
+            jet_batch = tuple(tf.repeat(tensor, self.jet_noise_draws, axis=0) for tensor in jet_batch)
+        loss_jet = self.jet_loss(*jet_batch, noise, training)
         loss_particle = self.particle_loss(particles, jets, condition, mask, noise, training)
         return {"loss": loss_jet + loss_particle, "loss_jet": loss_jet, "loss_particle": loss_particle}
 
