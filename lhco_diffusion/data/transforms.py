@@ -178,8 +178,8 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
     the rotation to undo (``azimuth`` of the original events, or random in [-pi, pi) for new
     ones). n_constituents is set to the number of real particles in ``mask`` (rounding the
     generated N is the sampler's job). With the constituent closure every jet's particles are
-    scaled and shifted from their own pT_rel sum and centroid to the S and c of its jet features
-    (``closed``, then S and c, in one step).
+    scaled and shifted from their own pT_rel sum and centroid to the S and c of its jet features,
+    in one step (the same as ``closed``, then scaling by S and shifting by c).
     """
     mask = np.asarray(mask) > 0
     mjj = np.asarray(mjj, np.float64)
