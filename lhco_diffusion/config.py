@@ -135,6 +135,11 @@ class TransformsConfig:
     # particles (their pT_rel sum and pT-weighted centroid), and the particle model generates the
     # cloud normalised to sum 1 about its centroid, the constraints made exact at sampling; false: the paper
     constituent_closure: bool = False
+    # absolute: each jet's eta (the paper) | gap: the leading jet's eta slot carries the two jets'
+    # mean eta and the partner's their eta difference divided by the largest difference the
+    # leading-jet selection allows at the event's mjj (see ``transforms.eta_gap_bound``), so the
+    # sharp edge of the difference sits near 1 at every mjj instead of moving with it
+    jet_eta: str = one_of("absolute", "gap", default="absolute")
 
 
 @dataclass(frozen=True)

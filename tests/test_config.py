@@ -37,6 +37,7 @@ def test_paper_configs_keep_the_paper_choices_the_cpu_configs_depart_from(name):
     config = config_module.load(CONFIGS / f"{name}.yaml")
     assert config.transforms.pt_rel_transform == "log_one_minus"
     assert config.transforms.jet_statistics == "pooled" and not config.transforms.constituent_closure
+    assert config.transforms.jet_eta == "absolute"
     assert not config.jet_model.jet_index and not config.training.ema_warmup
     assert config.training.jet_noise_draws == 1
     assert not config.sampling.exact_mjj and not config.sampling.apply_data_selection

@@ -21,6 +21,27 @@ numbers with the rest of the jet, and ``to_physical`` projects every generated c
 and centroid 0 before scaling and shifting it back, so the constraints hold exactly. On data the
 projection does nothing, and the round trip stays exact.
 
+With ``transforms.jet_eta: gap`` the two jets' pseudorapidities become the event's boost and
+their separation, the latter scaled by the largest separation the selection allows:
+
+    eta slots  (eta_1, eta_2)            -> ((eta_1 + eta_2) / 2, (eta_1 - eta_2) / B(mjj))
+    B(mjj) = 2 acosh(max(mjj / (2 pT_min), 1)) + 0.2
+
+and each event is first reflected (eta -> -eta for both jets and every particle's deta) if its
+leading jet is the more backward one (``mirrored``), so the separation is never negative.
+Proton-proton collisions are symmetric under that reflection, as under a rotation about the beam;
+seen signed, the separation is two humps near +-B with a dip at 0 that a diffusion model fills in
+(the generated |eta_1 - eta_2| came out too small), while one-sided it is a single hump.
+``to_physical`` reflects back the events it is told to: the data's own (``mirrored``) for an exact
+inverse, a fair coin for generated ones (``random_mirror``).
+
+Two back-to-back jets of equal pT have mjj = 2 pT cosh(delta eta / 2), so a leading jet above
+pT_min = ``data.min_leading_jet_pt`` cuts the separation off near 2 acosh(mjj / 2 pT_min). That
+edge moves by half a unit of eta across the sidebands, and a generator interpolating into the
+signal region smears it; in Pythia dijets |eta_1 - eta_2| / B has the same 10, 50, 90 and 99 %
+quantiles within a few per cent at every mjj above 2.65 TeV (0.2 keeps B positive below 2 pT_min,
+where the leading jet only passes with an unbalanced partner).
+
 The jets are standardised with one set of statistics for both (``transforms.jet_statistics:
 pooled``) or with one per jet (``per_jet``: the leading jet and its partner each get their own
 means and widths). After the event rotation below the pooled width of the jet phi is about pi/2,
@@ -64,6 +85,8 @@ MIN_MASS_FRACTION = 1.0e-4  # m/mjj floor before the logarithm
 MIN_PT_SUM = 1.0e-12  # a jet's pT_rel sum floor (a jet without real particles)
 N_CLOSURE_FEATURES = 3  # log S, c_eta, c_phi
 MIN_STD = 1.0e-6  # width floor: a feature that never varies (per jet, the leading jet's phi) stays at 0
+ETA_GAP_OFFSET = 0.2  # added to the selection's eta-separation bound, so it stays positive
+ETA = 1  # index of eta among the jet features
 
 
 @dataclasses.dataclass
@@ -79,6 +102,7 @@ class Stats:
     pt_rel_epsilon: float
     pt_rel_transform: str = "log_one_minus"  # log(1 - pT_rel) (the paper) or "log": log(pT_rel)
     constituent_closure: bool = False  # jets carry (log S, c_eta, c_phi); particles are relative to them
+    eta_gap_pt: float = 0.0  # > 0: the eta slots carry the boost and the scaled gap, B from this pT_min [GeV]
 
     @property
     def n_jet_features(self) -> int:
@@ -128,14 +152,19 @@ def model_jet_features(transforms_config: TransformsConfig) -> int:
     return N_JET_FEATURES + (N_CLOSURE_FEATURES if transforms_config.constituent_closure else 0)
 
 
-def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[float, float]) -> Stats:
-    """Statistics of ``events`` (sideband training data); ``sideband`` [GeV] sets the mjj scaling."""
+def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[float, float],
+        min_leading_jet_pt: float = 1200.0) -> Stats:
+    """Statistics of ``events`` (sideband training data); ``sideband`` [GeV] sets the mjj scaling,
+    ``min_leading_jet_pt`` [GeV] (the selection's) the eta-gap bound of ``jet_eta: gap``."""
     if len(events) == 0:
         raise InputError("cannot fit the transforms on an empty event sample")
+    if transforms_config.jet_eta == "gap" and min_leading_jet_pt <= 0:
+        raise InputError("transforms.jet_eta: gap needs a leading-jet pT threshold above 0 (data.min_leading_jet_pt)")
     epsilon, pt_rel_transform = transforms_config.pt_rel_epsilon, transforms_config.pt_rel_transform
     closure = transforms_config.constituent_closure
+    eta_gap_pt = float(min_leading_jet_pt) if transforms_config.jet_eta == "gap" else 0.0
     mask = events.mask
-    jets, particles = _features(events, closure)
+    jets, particles = _features(events, closure, eta_gap_pt)
     if transforms_config.jet_statistics == "pooled":
         jets = jets.reshape(-1, jets.shape[-1])
     particles = _particle_features(particles, mask, epsilon, pt_rel_transform)[mask]
@@ -151,13 +180,14 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
         pt_rel_epsilon=epsilon,
         pt_rel_transform=pt_rel_transform,
         constituent_closure=closure,
+        eta_gap_pt=eta_gap_pt,
     )
 
 
 def to_model(stats: Stats, events: Events) -> ModelInputs:
     """Standardised network inputs of physical ``events``."""
     mask = events.mask
-    jets, particles = _features(events, stats.constituent_closure)
+    jets, particles = _features(events, stats.constituent_closure, stats.eta_gap_pt)
     jets = (jets - stats.jet_mean) / stats.jet_std
     particles = _particle_features(particles, mask, stats.pt_rel_epsilon, stats.pt_rel_transform)
     particles = particles - stats.particle_mean
@@ -171,12 +201,13 @@ def to_model(stats: Stats, events: Events) -> ModelInputs:
 
 
 def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.ndarray,
-                mask: np.ndarray, event_azimuth: np.ndarray) -> Events:
+                mask: np.ndarray, event_azimuth: np.ndarray, event_mirror: np.ndarray | None = None) -> Events:
     """The exact inverse of ``to_model``: physical ``Events`` (label 0) from model-space arrays.
 
     particles (N, 2, P, 3), jets (N, 2, F), mjj (N,) [GeV], mask (N, 2, P), event_azimuth (N,)
     the rotation to undo (``azimuth`` of the original events, or random in [-pi, pi) for new
-    ones). n_constituents is set to the number of real particles in ``mask`` (rounding the
+    ones); event_mirror (N,) bool, if given, the events to reflect in eta (``mirrored`` of the
+    original events, or ``random_mirror`` for new ones). n_constituents is set to the number of real particles in ``mask`` (rounding the
     generated N is the sampler's job). With the constituent closure every jet's particles are
     scaled and shifted from their own pT_rel sum and centroid to the S and c of its jet features,
     in one step (the same as ``closed``, then scaling by S and shifting by c).
@@ -200,10 +231,14 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
         physical_particles = _reopened(physical_particles, np.exp(log_sum) / generated_sum,
                                        centroid - generated_centroid, mask)
         physical_particles[..., 0] = np.clip(physical_particles[..., 0], epsilon, 1.0 - epsilon) * mask
+    if stats.eta_gap_pt > 0:
+        jet_values[..., ETA] = _absolute_eta(jet_values[..., ETA], mjj, stats.eta_gap_pt)
     log_pt_fraction, eta, phi, log_mass_fraction = np.moveaxis(jet_values[..., :N_INDEX], -1, 0)
     pt, mass = np.exp(log_pt_fraction) * mjj[:, None], np.exp(log_mass_fraction) * mjj[:, None]
     phi = wrap_phi(phi + np.asarray(event_azimuth, np.float64)[:, None])
     physical_jets = np.stack([pt, eta, phi, mass, mask.sum(axis=-1)], axis=-1)
+    if event_mirror is not None:
+        physical_jets, physical_particles = _reflected(physical_jets, physical_particles, event_mirror)
     return Events(physical_particles, physical_jets, mjj, np.zeros(len(mjj), np.int8))
 
 
@@ -223,6 +258,55 @@ def mjj_from_condition(stats: Stats, condition: np.ndarray) -> np.ndarray:
 def azimuth(jets: np.ndarray) -> np.ndarray:
     """(N,) the rotation that puts the first of the jets (N, 2, 5) at phi = -pi/2: its phi + pi/2."""
     return wrap_phi(np.asarray(jets, np.float64)[:, 0, 2] + 0.5 * np.pi)
+
+
+def mirrored(stats: Stats, jets: np.ndarray) -> np.ndarray:
+    """(N,) bool: the events of ``jets`` (N, 2, 5) the model sees reflected in eta. Under
+    ``jet_eta: gap`` those whose leading jet has the smaller eta; none otherwise."""
+    if stats.eta_gap_pt <= 0:
+        return np.zeros(len(jets), bool)
+    return _leading_jet_backward(jets)
+
+
+def _leading_jet_backward(jets: np.ndarray) -> np.ndarray:
+    """(N,) bool: the first of the jets (N, 2, 5) has the smaller eta."""
+    jets = np.asarray(jets)
+    return jets[:, 0, ETA] < jets[:, 1, ETA]
+
+
+def random_mirror(stats: Stats, rng: np.random.Generator, n: int) -> np.ndarray | None:
+    """The reflections of ``n`` new events: a fair coin each under ``jet_eta: gap`` (collisions
+    are symmetric under eta -> -eta); None otherwise, and no draw from ``rng``."""
+    return rng.random(n) < 0.5 if stats.eta_gap_pt > 0 else None
+
+
+def _reflected(jets: np.ndarray, particles: np.ndarray, mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Copies of ``jets`` (N, 2, 5) and ``particles`` (N, 2, P, 3) with the jets' eta and the
+    particles' deta negated in the events where ``mirror`` (N,) is true."""
+    sign = np.where(np.asarray(mirror, bool), -1.0, 1.0)
+    jets, particles = np.array(jets, np.float64), np.array(particles, np.float64)
+    jets[..., ETA] *= sign[:, None]
+    particles[..., 1] *= sign[:, None, None]
+    return jets, particles
+
+
+def eta_gap_bound(mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
+    """B(mjj) (N,): the eta separation of two back-to-back jets of pT ``min_leading_jet_pt`` [GeV]
+    at dijet mass ``mjj`` [GeV] (0 below twice that pT), plus ``ETA_GAP_OFFSET``."""
+    ratio = np.maximum(np.asarray(mjj, np.float64) / (2.0 * min_leading_jet_pt), 1.0)
+    return 2.0 * np.arccosh(ratio) + ETA_GAP_OFFSET
+
+
+def _boost_and_gap(eta: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
+    """(N, 2): (mean eta, eta difference / B(mjj)) of the jets' ``eta`` (N, 2)."""
+    bound = eta_gap_bound(mjj, min_leading_jet_pt)
+    return np.stack([eta.mean(axis=-1), (eta[:, 0] - eta[:, 1]) / bound], axis=-1)
+
+
+def _absolute_eta(boost_and_gap: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
+    """(N, 2) the jets' eta; the inverse of ``_boost_and_gap``."""
+    half_gap = 0.5 * boost_and_gap[:, 1] * eta_gap_bound(mjj, min_leading_jet_pt)
+    return np.stack([boost_and_gap[:, 0] + half_gap, boost_and_gap[:, 0] - half_gap], axis=-1)
 
 
 def closure(particles: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -250,16 +334,24 @@ def _reopened(particles: np.ndarray, scale: np.ndarray, shift: np.ndarray, mask:
     return scaled * mask[..., None]
 
 
-def _features(events: Events, constituent_closure: bool) -> tuple[np.ndarray, np.ndarray]:
+def _features(events: Events, constituent_closure: bool,
+              eta_gap_pt: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(jets (N, 2, F) float64 before standardisation, physical particles (N, 2, P, 3) to transform):
-    with the closure, the jets gain (log S, c_eta, c_phi) and the particles are ``closed``."""
-    jets = _jet_features(events.jets, events.mjj)
+    with the closure, the jets gain (log S, c_eta, c_phi) and the particles are ``closed``; with
+    ``eta_gap_pt`` > 0 the events are reflected to a non-negative gap first (``mirrored``) and
+    the eta slots carry the boost and the scaled gap (``_boost_and_gap``)."""
+    physical_jets, particles = events.jets, events.particles
+    if eta_gap_pt > 0:
+        physical_jets, particles = _reflected(physical_jets, particles, _leading_jet_backward(physical_jets))
+    jets = _jet_features(physical_jets, events.mjj)
+    if eta_gap_pt > 0:
+        jets[..., ETA] = _boost_and_gap(jets[..., ETA], np.asarray(events.mjj, np.float64), eta_gap_pt)
     if not constituent_closure:
-        return jets, events.particles
+        return jets, particles
     mask = events.mask
-    pt_sum, centroid = closure(events.particles, mask)
+    pt_sum, centroid = closure(particles, mask)
     jets = np.concatenate([jets, np.log(pt_sum)[..., None], centroid], axis=-1)
-    return jets, closed(events.particles, mask)
+    return jets, closed(particles, mask)
 
 
 def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:

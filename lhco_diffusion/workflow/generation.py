@@ -10,7 +10,9 @@
 Solvers and step counts are those of the model's process: ``solvers.sampling`` for diffusion,
 ``solvers.flow`` for flow matching (``sampling.solver``, ``sampling.num_steps``); the networks
 are the models' EMA copies. Generated particles are sorted by pT within each jet, as prepared data are, and new events are rotated about the beam
-by a uniformly random angle (the models work in each event's frame, see ``data.transforms``).
+by a uniformly random angle (the models work in each event's frame, see ``data.transforms``);
+under ``transforms.jet_eta: gap`` they are also reflected in eta (eta -> -eta) with probability 1/2,
+and partially diffused events keep their own orientation.
 
 With ``bucket_size`` the particle sampler runs over multiplicity buckets
 (``data.dataset.multiplicity_buckets``): events ordered by their longest jet, ``bucket_size`` at
@@ -90,7 +92,8 @@ def generate_events(model: GenerativeModel, stats: transforms.Stats, mjj: np.nda
 
     particles = particles_in_buckets(integrate, particle_noise, jets, condition, mask, bucket_size)
     event_azimuth = rng.uniform(-np.pi, np.pi, len(mjj))  # events are symmetric about the beam
-    return _physical(stats, particles, jets, mjj, mask, event_azimuth, exact_mjj)
+    event_mirror = transforms.random_mirror(stats, rng, len(mjj))  # and under eta -> -eta
+    return _physical(stats, particles, jets, mjj, mask, event_azimuth, event_mirror, exact_mjj)
 
 
 def selected_events(make, n: int, seed, min_leading_jet_pt: float, max_redraws: int = MAX_REDRAWS) -> Events:
@@ -146,7 +149,7 @@ def partially_diffuse_events(model: GenerativeModel, stats: transforms.Stats, ev
     noised to ``t_star`` and denoised conditioned on the new jets. Each jet keeps its number of
     particles (the new jets' N is set to it), so the point clouds keep their size; at small
     ``t_star`` the output approaches the input, at ``t_star`` = 1 it is a fresh generation. The
-    events keep their azimuth (the model works in each event's own frame).
+    events keep their azimuth and eta orientation (the model works in each event's own frame).
     ``num_steps`` counts steps over the whole [0, 1] interval (``sampling.steps_below``,
     ``flow.steps_above``); ``bucket_size``, ``jit_compile`` and ``exact_mjj``: see the module docstring.
     """
@@ -165,7 +168,8 @@ def partially_diffuse_events(model: GenerativeModel, stats: transforms.Stats, ev
 
     particles_t = noised(inputs.particles, t_star, particle_seed).numpy()
     particles = particles_in_buckets(integrate, particles_t, jets, condition, inputs.mask, bucket_size)
-    return _physical(stats, particles, jets, mjj, inputs.mask, transforms.azimuth(events.jets), exact_mjj)
+    return _physical(stats, particles, jets, mjj, inputs.mask, transforms.azimuth(events.jets),
+                     transforms.mirrored(stats, events.jets), exact_mjj)
 
 
 def multiplicity_mask(stats: transforms.Stats, jets: np.ndarray, npart: int) -> np.ndarray:
@@ -183,8 +187,8 @@ def _with_multiplicity(stats: transforms.Stats, jets: np.ndarray, mask: np.ndarr
     return jets
 
 
-def _physical(stats, particles, jets, mjj, mask, event_azimuth, exact_mjj) -> Events:
-    events = transforms.to_physical(stats, particles, jets, mjj, mask, event_azimuth)
+def _physical(stats, particles, jets, mjj, mask, event_azimuth, event_mirror, exact_mjj) -> Events:
+    events = transforms.to_physical(stats, particles, jets, mjj, mask, event_azimuth, event_mirror)
     if exact_mjj:
         events.jets = kinematics.scaled_to_dijet_mass(events.jets, events.mjj)
     order = np.argsort(-events.particles[..., 0], axis=-1, kind="stable")  # padding (pT 0) stays last

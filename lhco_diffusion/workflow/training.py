@@ -63,7 +63,8 @@ def training_data(config: Config, path: str | Path, stats: transforms.Stats | No
     on the training split.
     """
     train, test = (selection.sideband_background(path, config, split) for split in ("train", "test"))
-    stats = stats or transforms.fit(train, config.transforms, config.data.sideband)
+    stats = stats or transforms.fit(train, config.transforms, config.data.sideband,
+                                    config.data.min_leading_jet_pt)
     return TrainingData(transforms.to_model(stats, train), transforms.to_model(stats, test), stats)
 
 

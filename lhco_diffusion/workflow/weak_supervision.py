@@ -42,8 +42,8 @@ def train_and_score(task: Task, config: Config, seed: int, context) -> tuple[np.
     if min(len(train_rows), len(validation_rows)) < context.size:
         raise InputError(f"{len(events)} training events are too few for a {settings.validation_fraction:g} "
                          f"validation split over {context.size} workers")
-    # the classifier sees the particles as stored: the closure is the generators' representation
-    classifier_transforms = dataclasses.replace(config.transforms, constituent_closure=False)
+    # the classifier sees the events as stored: the closure and the eta gap are the generators' representation
+    classifier_transforms = dataclasses.replace(config.transforms, constituent_closure=False, jet_eta="absolute")
     stats = transforms.fit(events.select(train_rows), classifier_transforms, config.data.sideband)
     inputs = transforms.to_model(stats, events)
     tf.keras.utils.set_random_seed(seed)

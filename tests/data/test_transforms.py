@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lhco_diffusion.data import processed, regions, transforms
+from lhco_diffusion.data import kinematics, processed, regions, transforms
 from lhco_diffusion.data.transforms import ModelInputs
 from lhco_diffusion.data.kinematics import wrap_phi
 from lhco_diffusion.errors import InputError
@@ -241,3 +241,50 @@ def test_generated_clouds_are_projected_onto_their_jets_closure(events, closure_
     np.testing.assert_allclose(centroid[unclipped], features[..., 6:][unclipped], atol=1e-6)
     assert np.all(back.particles[~back.mask] == 0)
     assert not np.allclose(back.particles, events.particles, atol=1e-3)  # the noise did change the clouds
+
+
+def test_eta_gap_bound_is_the_separation_of_two_jets_at_the_threshold():
+    """Two massless back-to-back jets of pT T with eta separation d have mjj = 2 T cosh(d / 2):
+    B(mjj) is d plus the fixed offset, and the offset alone below mjj = 2 T."""
+    separation = np.array([0.0, 0.8, 1.7, 2.5])
+    jets = np.zeros((4, 2, 5))
+    jets[..., 0], jets[:, 0, 1], jets[:, 1, 1] = 1200.0, 0.5 * separation + 0.3, -0.5 * separation + 0.3
+    jets[:, 1, 2] = np.pi
+    mjj = kinematics.dijet_mass(jets)
+    np.testing.assert_allclose(mjj, 2400.0 * np.cosh(separation / 2), rtol=1e-9)
+    np.testing.assert_allclose(transforms.eta_gap_bound(mjj, 1200.0), separation + transforms.ETA_GAP_OFFSET,
+                               atol=1e-6)
+    assert transforms.eta_gap_bound(np.array([1500.0]), 1200.0)[0] == transforms.ETA_GAP_OFFSET
+
+
+def test_eta_gap_carries_boost_and_scaled_separation_and_inverts_exactly(events, test_config, tmp_path):
+    """transforms.jet_eta=gap: each event reflected in eta so that its leading jet is the forward
+    one, the leading jet's eta slot holds the jets' mean eta, the partner's their difference over
+    B(mjj); the round trip with the events' own reflections is exact, and the choice survives the JSON."""
+    settings = test_config.transforms.__class__(jet_statistics="per_jet", jet_eta="gap")
+    sideband = events.select(regions.sideband_mask(events.mjj, test_config.data) & (events.label == 0))
+    stats = transforms.fit(sideband, settings, test_config.data.sideband, min_leading_jet_pt=1000.0)
+    assert stats.eta_gap_pt == 1000.0
+    inputs = transforms.to_model(stats, events)
+    features = inputs.jets * stats.jet_std + stats.jet_mean
+    eta = events.jets[..., 1]
+    sign = np.where(eta[:, 0] < eta[:, 1], -1.0, 1.0)  # reflected so that the leading jet is forward
+    np.testing.assert_allclose(features[:, 0, 1], sign * eta.mean(axis=1), atol=1e-5)
+    bound = 2 * np.arccosh(np.maximum(events.mjj / 2000.0, 1)) + 0.2
+    np.testing.assert_allclose(features[:, 1, 1], np.abs(eta[:, 0] - eta[:, 1]) / bound, atol=1e-5)
+
+    stats.save(tmp_path / "stats.json")
+    restored = transforms.Stats.load(tmp_path / "stats.json")
+    mirror = transforms.mirrored(restored, events.jets)
+    back = transforms.to_physical(restored, inputs.particles, inputs.jets, events.mjj, inputs.mask,
+                                  transforms.azimuth(events.jets), mirror)
+    np.testing.assert_allclose(back.jets, events.jets, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(back.particles, events.particles, rtol=1e-5, atol=1e-5)
+    unreflected = _back(restored, inputs, events)  # as the model sees them: every event's gap >= 0
+    np.testing.assert_allclose(unreflected.jets[mirror][..., 1], -events.jets[mirror][..., 1], atol=1e-5)
+    np.testing.assert_allclose(unreflected.particles[mirror][..., 1], -events.particles[mirror][..., 1], atol=1e-5)
+    np.testing.assert_allclose(unreflected.particles[..., [0, 2]], events.particles[..., [0, 2]], atol=1e-5)
+    assert np.all(unreflected.jets[:, 0, 1] >= unreflected.jets[:, 1, 1])
+    assert 0.3 < mirror.mean() < 0.7
+    with pytest.raises(InputError, match="threshold"):
+        transforms.fit(sideband, settings, test_config.data.sideband, min_leading_jet_pt=0.0)
