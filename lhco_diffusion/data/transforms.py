@@ -351,7 +351,7 @@ def _features(events: Events, constituent_closure: bool,
     mask = events.mask
     pt_sum, centroid = closure(particles, mask)
     jets = np.concatenate([jets, np.log(pt_sum)[..., None], centroid], axis=-1)
-    return jets, closed(particles, mask)
+    return jets, _reopened(particles, 1.0 / pt_sum, -centroid, mask)  # ``closed``, the closure computed once
 
 
 def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:
