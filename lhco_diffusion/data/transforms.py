@@ -206,9 +206,10 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
 
     particles (N, 2, P, 3), jets (N, 2, F), mjj (N,) [GeV], mask (N, 2, P), event_azimuth (N,)
     the rotation to undo (``azimuth`` of the original events, or random in [-pi, pi) for new
-    ones); event_mirror (N,) bool, if given, the events to reflect in eta (``mirrored`` of the
-    original events, or ``random_mirror`` for new ones). n_constituents is set to the number of real particles in ``mask`` (rounding the
-    generated N is the sampler's job). With the constituent closure every jet's particles are
+    ones); event_mirror (N,) bool, the events to reflect in eta (``mirrored`` of the original
+    events, needed for an exact inverse under ``jet_eta: gap``, or ``random_mirror`` for new
+    ones; None: none). n_constituents is set to the number of real particles in ``mask``
+    (rounding the generated N is the sampler's job). With the constituent closure every jet's particles are
     scaled and shifted from their own pT_rel sum and centroid to the S and c of its jet features,
     in one step (the same as ``closed``, then scaling by S and shifting by c).
     """
@@ -351,7 +352,7 @@ def _features(events: Events, constituent_closure: bool,
     mask = events.mask
     pt_sum, centroid = closure(particles, mask)
     jets = np.concatenate([jets, np.log(pt_sum)[..., None], centroid], axis=-1)
-    return jets, _reopened(particles, 1.0 / pt_sum, -centroid, mask)  # ``closed``, the closure computed once
+    return jets, closed(particles, mask)
 
 
 def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:
