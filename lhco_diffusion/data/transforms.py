@@ -153,9 +153,10 @@ def model_jet_features(transforms_config: TransformsConfig) -> int:
 
 
 def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[float, float],
-        min_leading_jet_pt: float = 1200.0) -> Stats:
+        min_leading_jet_pt: float = 0.0) -> Stats:
     """Statistics of ``events`` (sideband training data); ``sideband`` [GeV] sets the mjj scaling,
-    ``min_leading_jet_pt`` [GeV] (the selection's) the eta-gap bound of ``jet_eta: gap``."""
+    ``min_leading_jet_pt`` [GeV] (the selection's, ``data.min_leading_jet_pt``) the eta-gap bound
+    of ``jet_eta: gap``, which needs it."""
     if len(events) == 0:
         raise InputError("cannot fit the transforms on an empty event sample")
     if transforms_config.jet_eta == "gap" and min_leading_jet_pt <= 0:
