@@ -9,12 +9,14 @@ under ``paths.run_dir`` (so a rerun only completes what is missing):
 
 1. prepare the events at P = ``data.npart`` (cached);
 2. train the diffusion models for ``training.time_budget_minutes`` (resumed if interrupted);
-3. generate ``sampling.n_events`` sideband events (mjj of the held-out sideband) and the
-   signal-region template (``classifier.oversampling`` x ``classifier.n_background``);
+3. generate ``sampling.n_events`` sideband events (mjj of the held-out sideband), the
+   signal-region template (``classifier.oversampling`` x ``classifier.n_background``; mjj from
+   the KDE of the SR data, signal included) and as many SR events at the mjj of the true SR
+   background, which judge the generator apart from the KDE;
 4. train the classifier ``classifier.seeds`` times in each mode: two-sample in the sideband
    (generated against the held-out sideband background), cwola and idealized at the largest
    ``classifier.nsig``;
-5. write ``fidelity/`` (fidelity.json/md and the feature plots, sideband and signal region) and
+5. write ``fidelity/`` (fidelity.json/md and the feature plots of each generated sample) and
    ``benchmark.json``, and print one table: AUCs, max SIC, the worst W1/noise-floor ratio and
    the training time per step.
 
@@ -41,6 +43,9 @@ from lhco_diffusion.workflow import (checkpoints, fidelity, metrics, plotting, s
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("two-sample", "cwola", "idealized")
+# generated samples: name -> (region, description)
+SAMPLES = {"SB": ("SB", "sideband"), "SR": ("SR", "SR template (KDE mjj)"),
+           "SR_background_mjj": ("SR", "SR at the background's mjj")}
 
 
 class StepTimer(tf.keras.callbacks.Callback):
@@ -71,9 +76,10 @@ def _benchmark(args) -> None:
     data_path = sources.processed_file(config)
     timer = StepTimer()
     summary = training.train(config, resume=True, callbacks=[timer])
-    generated = _generate(config, data_path, run_dir / "samples", Path(summary["best"]))
+    references = {region: selection.reference_background(data_path, region, config) for region in ("SB", "SR")}
+    generated = _generate(config, data_path, run_dir / "samples", Path(summary["best"]), references["SR"].mjj)
     results = {mode: _classify(mode, config, data_path, generated, run_dir / "scores") for mode in MODES}
-    reports = _fidelity(config, data_path, generated, run_dir / "fidelity", results["two-sample"])
+    reports = _fidelity(data_path, references, generated, run_dir / "fidelity", results["two-sample"], config)
     state = checkpoints.read_state(summary["last"])
     record = {
         "config": args.config, "overrides": args.overrides, "data": str(data_path),
@@ -81,8 +87,8 @@ def _benchmark(args) -> None:
                      "seconds_per_step": statistics.median(timer.seconds) if timer.seconds else None,
                      "steps_timed": len(timer.seconds)},
         "classifiers": {mode: _bands(runs, config) for mode, runs in results.items()},
-        "fidelity": {region: {"worst_ratio": report["worst_ratio"], "fpd": report["fpd"], "kpd": report["kpd"]}
-                     for region, report in reports.items()},
+        "fidelity": {name: {"worst_ratio": report["worst_ratio"], "fpd": report["fpd"], "kpd": report["kpd"]}
+                     for name, report in reports.items()},
     }
     with atomic_output(run_dir / "benchmark.json") as temporary:
         temporary.write_text(json.dumps(record, indent=2) + "\n")
@@ -91,20 +97,26 @@ def _benchmark(args) -> None:
           f"{run_dir / 'benchmark.json'}")
 
 
-def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path) -> dict[str, Path]:
-    """Generated sideband and signal-region events (completed if a file is partial)."""
-    sizes = {"SB": config.sampling.n_events,
-             "SR": min(config.classifier.n_generated, config.classifier.oversampling * config.classifier.n_background)}
+def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path,
+              background_mjj: np.ndarray) -> dict[str, Path]:
+    """The generated ``SAMPLES`` (each completed if a file is partial); ``background_mjj`` (N,)
+    [GeV] of the true SR background, resampled for the last."""
+    n_signal_region = min(config.classifier.n_generated,
+                          config.classifier.oversampling * config.classifier.n_background)
+    rng = np.random.default_rng(config.sampling.seed)
+    plans = {"SB": (config.sampling.n_events, None), "SR": (n_signal_region, None),
+             "SR_background_mjj": (n_signal_region, rng.choice(background_mjj, n_signal_region,
+                                                               replace=len(background_mjj) < n_signal_region))}
     checkpoint = None
     paths = {}
-    for region, n in sizes.items():
-        path = paths[region] = directory / f"{region}.h5"
+    for name, (n, mjj) in plans.items():
+        path = paths[name] = directory / f"{name}.h5"
         if path.exists() and processed.read_attrs(path).get("complete", False):
             continue
         checkpoint = checkpoint or checkpoints.load(checkpoint_path)
-        templates.write_templates(path, checkpoint, config, data_path, region, n, seed=config.sampling.seed,
-                                  batch_size=config.sampling.batch_size, resume=True,
-                                  attrs={"checkpoint": str(checkpoint_path), "data": str(data_path)})
+        templates.write_templates(path, checkpoint, config, data_path, SAMPLES[name][0], n,
+                                  seed=config.sampling.seed, batch_size=config.sampling.batch_size, resume=True,
+                                  attrs={"checkpoint": str(checkpoint_path), "data": str(data_path)}, mjj=mjj)
     return paths
 
 
@@ -128,28 +140,26 @@ def _classify(mode: str, config, data_path: Path, generated: dict[str, Path],
     return runs
 
 
-def _fidelity(config, data_path: Path, generated: dict[str, Path], directory: Path,
-              two_sample: list) -> dict[str, dict]:
-    """Fidelity reports and feature plots of the generated sideband (against the held-out
-    sideband background) and signal region (against the true SR background)."""
-    references = {region: selection.reference_background(data_path, region, config) for region in ("SB", "SR")}
+def _fidelity(data_path: Path, references: dict, generated: dict[str, Path], directory: Path,
+              two_sample: list, config) -> dict[str, dict]:
+    """Fidelity reports and feature plots of every generated sample against the background of its
+    region (``references``: the held-out sideband, the true SR background)."""
     reports = {}
-    for region, reference in references.items():
+    for name, path in generated.items():
+        region = SAMPLES[name][0]
         reference_path = directory / f"reference_{region}.h5"
         if not reference_path.exists():
             with atomic_output(reference_path) as temporary, \
                     processed.EventWriter(temporary, config.data.npart, {"source": str(data_path)}) as writer:
-                writer.append(reference)
-        events = processed.load(generated[region], 0, fidelity.MAX_EVENTS)
-        report = reports[region] = fidelity.compare(events, reference.select(slice(0, fidelity.MAX_EVENTS)))
-        report.update(generated=str(generated[region]), reference=str(reference_path), region=region)
-        if region == "SB":
+                writer.append(references[region])
+        events = processed.load(path, 0, fidelity.MAX_EVENTS)
+        report = reports[name] = fidelity.compare(events, references[region].select(slice(0, fidelity.MAX_EVENTS)))
+        report.update(generated=str(path), reference=str(reference_path), region=region, sample=SAMPLES[name][1])
+        if name == "SB":
             fidelity.add_two_sample_auc(report, "two-sample-SB", two_sample, config.evaluation.band_quantiles)
-        fidelity.write(report, directory, f"fidelity_{region}")
-        histograms = plotting.feature_histograms({config.generator: generated[region]}, reference_path,
-                                                 progress=False)
-        plotting.save(plotting.feature_figure(histograms), directory, f"generated_vs_reference_{region}",
-                      ("png",))
+        fidelity.write(report, directory, f"fidelity_{name}")
+        histograms = plotting.feature_histograms({config.generator: path}, reference_path, progress=False)
+        plotting.save(plotting.feature_figure(histograms), directory, f"generated_vs_reference_{name}", ("png",))
     return reports
 
 
@@ -174,10 +184,10 @@ def _table(record: dict, config) -> str:
                   f"| {mode} max SIC | {band(classifiers[mode]['max_sic'], 2)} |"]
     ratio = classifiers["cwola"]["max_sic"]["median"] / classifiers["idealized"]["max_sic"]["median"]
     lines.append(f"| cwola / idealized max SIC | {ratio:.2f} |")
-    for region, result in record["fidelity"].items():
-        worst = result["worst_ratio"]
-        lines.append(f"| worst W1 / noise floor, {region} | {worst['ratio']:.2f} ({worst['feature']}) |")
-        lines.append(f"| FPD / KPD (jet features), {region} | {result['fpd']['value']:.3g} ± "
+    for name, result in record["fidelity"].items():
+        worst, sample = result["worst_ratio"], SAMPLES[name][1]
+        lines.append(f"| worst W1 / noise floor, {sample} | {worst['ratio']:.2f} ({worst['feature']}) |")
+        lines.append(f"| FPD / KPD (jet features), {sample} | {result['fpd']['value']:.3g} ± "
                      f"{result['fpd']['error']:.2g} / {result['kpd']['value']:.3g} ± {result['kpd']['error']:.2g} |")
     training_record = record["training"]
     per_step = training_record["seconds_per_step"]

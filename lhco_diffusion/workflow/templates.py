@@ -2,6 +2,7 @@
 
     mjj = conditioning_mjj(config, data_path, "SR", n, seed)
     summary = write_templates(output, checkpoint, config, data_path, region="SR", n=200_000, ...)
+    write_templates(..., region="SR", n=len(mjj), mjj=mjj)      # at given mjj (noise mode; studies)
 
 Generation modes (``sampling.mode``):
 
@@ -37,7 +38,7 @@ from lhco_diffusion.workflow.checkpoints import Checkpoint
 
 MODES = ("noise", "partial-sr", "partial-sb", "partial-ref")
 _RESUMED_SETTINGS = ("region", "mode", "seed", "batch_size", "n_requested", "t_star", "solver", "num_steps",
-                     "exact_mjj", "apply_data_selection")
+                     "exact_mjj", "apply_data_selection", "mjj_given")
 
 
 def conditioning_mjj(config: Config, data_path: str | os.PathLike, region: str, n: int, seed: int) -> np.ndarray:
@@ -62,9 +63,13 @@ def source_events(config: Config, data_path: str | os.PathLike, mode: str,
 def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: Config,
                     data_path: str | os.PathLike, region: str, n: int, seed: int, batch_size: int,
                     resume: bool = False, reference: str | os.PathLike | None = None,
-                    progress: bool = True, attrs: dict | None = None) -> dict:
+                    progress: bool = True, attrs: dict | None = None, mjj: np.ndarray | None = None) -> dict:
     """Generate ``n`` events of ``region`` with ``config.sampling``'s mode, solver and steps into
-    ``output`` (processed schema); returns ``{"n", "output", "seconds_per_event"...}``."""
+    ``output`` (processed schema); returns ``{"n", "output", "seconds_per_event"...}``.
+
+    ``mjj`` (n,) [GeV]: generate at these instead of ``conditioning_mjj`` (noise mode only), e.g.
+    at the true background's mjj, to judge the generator apart from the KDE (which, fitted to
+    data, holds their signal too)."""
     settings = config.sampling
     output = Path(output)
     if region not in REGIONS:
@@ -73,13 +78,16 @@ def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: C
         raise InputError(f"mode {settings.mode} makes signal-region templates; use --region SR")
     if n < 1 or batch_size < 1:
         raise InputError(f"the number of events ({n}) and the batch size ({batch_size}) must be at least 1")
+    if mjj is not None and (settings.mode != "noise" or np.shape(mjj) != (n,)):
+        raise InputError(f"given mjj need sampling.mode noise and one value per event ({n}), not mode "
+                         f"{settings.mode} and shape {np.shape(mjj)}")
     if output.exists() and not resume:
         raise InputError(f"{output} exists; pass --resume to complete it or choose another --output")
-    plan = _plan(config, data_path, region, n, seed, reference)
+    plan = _plan(config, data_path, region, n, seed, reference) if mjj is None else {"mjj": mjj, "source": None}
     record = {"region": region, "mode": settings.mode, "seed": seed, "batch_size": batch_size,
               "n_requested": n, "t_star": settings.t_star, "solver": settings.solver,
               "num_steps": settings.num_steps, "exact_mjj": settings.exact_mjj,
-              "apply_data_selection": settings.apply_data_selection}
+              "apply_data_selection": settings.apply_data_selection, "mjj_given": mjj is not None}
     if resume and output.exists():
         _check_resumable(output, record)
     attrs = {**(attrs or {}), **record, "generator": checkpoint.model.process, "config": config.to_yaml(),

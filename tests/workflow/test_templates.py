@@ -164,3 +164,21 @@ def test_a_config_contradicting_the_checkpoint_is_refused(test_config, trained_c
     error = capsys.readouterr().err.strip()
     assert error.startswith("error: ") and "\n" not in error and key in error and "checkpoint" in error
     assert not output.exists()
+
+
+def test_templates_at_given_mjj_are_generated_at_exactly_those(test_config, processed_file, trained_checkpoint,
+                                                               tmp_path):
+    """The fidelity benchmark's SR sample at the true background's mjj: every event keeps its given
+    mjj, in order, and the file says so (a resumed file must not mix it with KDE draws)."""
+    checkpoint = checkpoints.load(trained_checkpoint)
+    mjj = np.linspace(*test_config.data.signal_region, 40)[::-1].copy()
+    options = dict(checkpoint=checkpoint, config=test_config, data_path=processed_file, region="SR", seed=3,
+                   batch_size=16, progress=False)
+    output = tmp_path / "given.h5"
+    templates.write_templates(output, n=40, mjj=mjj, **options)
+    np.testing.assert_allclose(processed.load(output).mjj, mjj, rtol=1e-6)
+    assert processed.read_attrs(output)["mjj_given"]
+    with pytest.raises(InputError, match="same settings"):
+        templates.write_templates(output, n=40, resume=True, **options)
+    with pytest.raises(InputError, match="one value per event"):
+        templates.write_templates(tmp_path / "short.h5", n=41, mjj=mjj, **options)
