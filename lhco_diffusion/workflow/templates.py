@@ -83,7 +83,7 @@ def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: C
                          f"{settings.mode} and shape {np.shape(mjj)}")
     if output.exists() and not resume:
         raise InputError(f"{output} exists; pass --resume to complete it or choose another --output")
-    plan = _plan(config, data_path, region, n, seed, reference) if mjj is None else {"mjj": mjj, "source": None}
+    plan = _plan(config, data_path, region, n, seed, reference, mjj)
     record = {"region": region, "mode": settings.mode, "seed": seed, "batch_size": batch_size,
               "n_requested": n, "t_star": settings.t_star, "solver": settings.solver,
               "num_steps": settings.num_steps, "exact_mjj": settings.exact_mjj,
@@ -103,11 +103,12 @@ def write_templates(output: str | os.PathLike, checkpoint: Checkpoint, config: C
         return {"n": len(writer), "output": str(output)}
 
 
-def _plan(config, data_path, region, n, seed, reference) -> dict:
-    """The mjj (n,) of every event to make and, for partial modes, its source event index."""
+def _plan(config, data_path, region, n, seed, reference, mjj=None) -> dict:
+    """The mjj (n,) of every event to make (``mjj`` if given) and, for partial modes, its source
+    event index."""
     mode, oversampling = config.sampling.mode, config.sampling.oversampling
     if mode == "noise":
-        return {"mjj": conditioning_mjj(config, data_path, region, n, seed), "source": None}
+        return {"mjj": conditioning_mjj(config, data_path, region, n, seed) if mjj is None else mjj, "source": None}
     if mode not in MODES:
         raise InputError(f"sampling.mode must be one of {', '.join(MODES)}, not {mode}")
     source = source_events(config, data_path, mode, reference)
