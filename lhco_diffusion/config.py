@@ -153,10 +153,6 @@ class NetworkConfig:
     # jet_model only: each jet token carries its index (0: the leading-pT jet, 1: the other), so the
     # network can learn the ordered pair; false (the paper) leaves it equivariant to swapping them
     jet_index: bool = False
-    # particle_model only: false passes the scaled log mjj to the network only linearly, beside its
-    # jet's features (from which it then reads the jet's absolute log pT and log m), instead of
-    # through random Fourier features, whose scale-16 frequencies turn inside the signal region
-    mjj_fourier_features: bool = True
 
 
 @dataclass(frozen=True)
@@ -509,9 +505,6 @@ def _check_consistency(config: Config) -> None:
     if config.particle_model.jet_index:
         raise ConfigError(f"{config.source}: particle_model.jet_index has no meaning (the particle network sees "
                           "one jet at a time); set jet_model.jet_index instead")
-    if not config.jet_model.mjj_fourier_features:
-        raise ConfigError(f"{config.source}: jet_model.mjj_fourier_features: false is not supported (the jet "
-                          "network has no jet features to pass mjj beside); set it on particle_model")
 
 
 def _plain(value):

@@ -10,10 +10,10 @@ standardised (log pT/mjj, eta, phi, log m/mjj, N) of the particles' own jet, F =
 network sees one jet at a time: the two jets of B events go through it as J = 2B jets.
 Time and mjj each pass through random Fourier features and two dense layers (mjj, as in the
 paper, with its scaled value beside its Fourier features, so the network can interpolate into the
-signal region it never sees in training); the jet features through one dense layer; the
-embeddings are concatenated and merged by a dense layer into the condition vector of a
-``PointCloudNetwork`` (DeepSets + masked attention). P may change from call to call. The jet
-network is equivariant to swapping the two jets, the particle network
+signal region it never sees in training); the jet features
+through one dense layer; the embeddings are concatenated and merged by a dense layer into the
+condition vector of a ``PointCloudNetwork`` (DeepSets + masked attention). P may change from
+call to call. The jet network is equivariant to swapping the two jets, the particle network
 to permuting a jet's particles, and padded particles neither influence nor receive anything.
 
 With ``jet_model.jet_index`` the jet network instead appends each jet's index as a one-hot pair
@@ -21,12 +21,6 @@ to its token (the data list the leading-pT jet first): the pair is then ordered,
 can give the leading jet and its back-to-back partner their own distributions (after the event
 rotation of ``data.transforms`` the leading jet's phi is fixed) instead of having to break the
 swap symmetry from the noise alone.
-
-With ``particle_model.mjj_fourier_features: false`` the particle network has no mjj embedding: the
-scaled log mjj joins its jet's features in their one dense layer. The network can still read the
-jet's absolute log pT and log m (log pT/mjj + log mjj), which the sidebands cover across the
-signal region's range, but it cannot vary in mjj faster than that layer does, whereas the
-scale-16 Fourier features of mjj turn about three times inside the signal region.
 """
 from __future__ import annotations
 
@@ -45,8 +39,7 @@ class _ConditionedSetNetwork(tf.keras.Model):
         super().__init__(**kwargs)
         width = config.num_embed
         self.time_embedding = ConditionEmbedding(width, seed=1, name="time_embedding")
-        self.mjj_embedding = (ConditionEmbedding(width, seed=2, with_value=True, name="mjj_embedding")
-                              if config.mjj_fourier_features else None)
+        self.mjj_embedding = ConditionEmbedding(width, seed=2, with_value=True, name="mjj_embedding")
         self.extra_embedding = (tf.keras.Sequential([tf.keras.layers.Dense(width), leaky_relu()],
                                                     name="jet_embedding") if extra_features else None)
         self.merge = tf.keras.Sequential([tf.keras.layers.Dense(width), leaky_relu()], name="merge")
@@ -54,11 +47,7 @@ class _ConditionedSetNetwork(tf.keras.Model):
                                          config.num_heads, name="point_cloud")
 
     def _conditioned(self, tokens, mask, t, condition, extra=None):
-        embeddings = [self.time_embedding(t)]
-        if self.mjj_embedding is not None:
-            embeddings.append(self.mjj_embedding(condition))
-        else:  # mjj only linearly, beside the extra (jet) features
-            extra = tf.concat([extra, condition], axis=-1)
+        embeddings = [self.time_embedding(t), self.mjj_embedding(condition)]
         if self.extra_embedding is not None:
             embeddings.append(self.extra_embedding(extra))
         velocity = self.network(tokens, mask, self.merge(tf.concat(embeddings, axis=-1)))

@@ -77,35 +77,6 @@ def test_the_jet_index_tells_the_leading_jet_from_the_other(test_config):
     assert network.count_params() - plain == 2 * indexed.projection_dim
 
 
-def test_without_fourier_features_mjj_reaches_the_particle_network_only_linearly(test_config):
-    """particle_model.mjj_fourier_features: false drops the mjj embedding (its frequencies and two
-    dense layers, the merge layer's columns for it) and gives the jet embedding one more input column; the velocity
-    still depends on mjj, but varies along it far less than through scale-16 Fourier features."""
-    linear = dataclasses.replace(test_config.particle_model, mjj_fourier_features=False)
-    tf.keras.utils.set_random_seed(3)
-    fourier_network = networks.build_particle_network(test_config.particle_model)
-    tf.keras.utils.set_random_seed(3)
-    linear_network = networks.build_particle_network(linear)
-    width = linear.num_embed
-    mjj_embedding = width // 2 + (width + 1) * 2 * width + 2 * width + 2 * width * width + width  # frequencies, 2 dense
-    assert fourier_network.count_params() - linear_network.count_params() == mjj_embedding + width * width - width
-
-    n = 201
-    particles, jets, _, mask = _events(1, 6, seed=7)
-    repeat = lambda array: np.repeat(array[:, 0], n, axis=0)  # one jet at n values of mjj
-    condition = np.linspace(-1.0, 1.0, n, dtype=np.float32)[:, None]
-    inputs = (repeat(particles), np.full((n, 1), 0.5, np.float32), repeat(jets), condition, repeat(mask))
-    variation = {name: np.abs(np.diff(network(inputs).numpy(), axis=0)).sum(axis=0).max()
-                 for name, network in (("fourier", fourier_network), ("linear", linear_network))}
-    assert variation["linear"] > 1e-3
-    assert variation["linear"] < variation["fourier"] / 5
-
-
-def test_the_jet_model_refuses_to_drop_its_mjj_fourier_features():
-    with pytest.raises(config_module.ConfigError, match="jet_model.mjj_fourier_features"):
-        config_module.load(CONFIGS / "test.yaml", ["jet_model.mjj_fourier_features=false"])
-
-
 def test_the_particle_model_refuses_a_jet_index(tmp_path):
     with pytest.raises(config_module.ConfigError, match="particle_model.jet_index"):
         config_module.load(CONFIGS / "test.yaml", ["particle_model.jet_index=true"])
