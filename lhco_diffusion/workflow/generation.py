@@ -6,6 +6,9 @@
     partially_diffuse_events(model, stats, events, mjj, t_star, npart, solver, num_steps, seed)
         the same chain started from existing events noised to t_star (partial diffusion):
         jets re-diffused under the new mjj, particles re-diffused given the new jets
+    particles_given_jets(model, stats, events, npart, solver, num_steps, seed)
+        the particle model alone: new particles for existing events' own jets and mjj, which
+        judges it apart from the jet model
 
 Solvers and step counts are those of the model's process: ``solvers.sampling`` for diffusion,
 ``solvers.flow`` for flow matching (``sampling.solver``, ``sampling.num_steps``); the networks
@@ -79,21 +82,46 @@ def generate_events(model: GenerativeModel, stats: transforms.Stats, mjj: np.nda
     condition = transforms.condition(stats, mjj)
     rng = np.random.default_rng(seed)
     sample, _, _ = solvers(model, solver)
-    jet_velocity, particle_velocity = model.sampling_velocities
+    jet_velocity, _ = model.sampling_velocities
     jet_noise = rng.standard_normal((len(mjj), 2, stats.n_jet_features)).astype(np.float32)
     jets = sample(jet_velocity, jet_noise, num_steps, solver, args=(tf.constant(condition),),
-                           jit_compile=jit_compile).numpy()
+                  jit_compile=jit_compile).numpy()
     mask = multiplicity_mask(stats, jets, npart)
     particle_noise = rng.standard_normal((len(mjj), 2, npart, 3)).astype(np.float32)
-
-    def integrate(x, bucket_mask, args):
-        return sample(particle_velocity, x, num_steps, solver, mask=bucket_mask, args=args,
-                               jit_compile=jit_compile)
-
-    particles = particles_in_buckets(integrate, particle_noise, jets, condition, mask, bucket_size)
+    particles = _sampled_particles(model, solver, num_steps, particle_noise, jets, condition, mask, bucket_size,
+                                   jit_compile)
     event_azimuth = rng.uniform(-np.pi, np.pi, len(mjj))  # events are symmetric about the beam
     event_mirror = transforms.random_mirror(stats, rng, len(mjj))  # and under eta -> -eta
     return _physical(stats, particles, jets, mjj, mask, event_azimuth, event_mirror, exact_mjj)
+
+
+def particles_given_jets(model: GenerativeModel, stats: transforms.Stats, events: Events, npart: int,
+                         solver: str, num_steps: int, seed, bucket_size: int | None = None,
+                         jit_compile: bool = False) -> Events:
+    """``events`` (B events, any P) with new particles generated for their own jets, multiplicities
+    and mjj, P = ``npart`` slots per jet: the jets stay those given, so the result measures the
+    particle model alone. ``seed`` fixes the noise; ``bucket_size``, ``jit_compile``: see the
+    module docstring."""
+    inputs = transforms.to_model(stats, processed.resize(events, npart))
+    noise = np.random.default_rng(seed).standard_normal(inputs.particles.shape).astype(np.float32)
+    particles = _sampled_particles(model, solver, num_steps, noise, inputs.jets, inputs.condition, inputs.mask,
+                                   bucket_size, jit_compile)
+    return _physical(stats, particles, inputs.jets, events.mjj, inputs.mask, transforms.azimuth(events.jets),
+                     transforms.mirrored(stats, events.jets), exact_mjj=False)
+
+
+def _sampled_particles(model: GenerativeModel, solver: str, num_steps: int, noise: np.ndarray, jets: np.ndarray,
+                       condition: np.ndarray, mask: np.ndarray, bucket_size: int | None,
+                       jit_compile: bool) -> np.ndarray:
+    """Particles (B, 2, P, 3) in model space integrated from ``noise`` given model-space ``jets``
+    (B, 2, F), ``condition`` (B, 1) and ``mask`` (B, 2, P)."""
+    sample, _, _ = solvers(model, solver)
+    _, particle_velocity = model.sampling_velocities
+
+    def integrate(x, bucket_mask, args):
+        return sample(particle_velocity, x, num_steps, solver, mask=bucket_mask, args=args, jit_compile=jit_compile)
+
+    return particles_in_buckets(integrate, noise, jets, condition, mask, bucket_size)
 
 
 def selected_events(make, n: int, seed, min_leading_jet_pt: float, max_redraws: int = MAX_REDRAWS) -> Events:

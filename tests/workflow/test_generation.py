@@ -72,3 +72,26 @@ def test_a_generator_with_the_closure_and_the_eta_gap_trains_reloads_and_generat
     assert np.all(np.isfinite(events.particles)) and np.all(events.particles[..., 0][events.mask] > 0)
     leading_forward = events.jets[:, 0, 1] > events.jets[:, 1, 1]
     assert 0 < leading_forward.sum() < len(events)
+
+
+def test_particles_given_jets_keep_the_jets_and_draw_new_particles(test_config, processed_file, trained_checkpoint):
+    """The particle model alone: each event keeps its jets, mjj and multiplicities (to float
+    rounding through the model-space round trip), and gets new, valid, pT-ordered particles that
+    the seed fixes."""
+    from lhco_diffusion.data import processed, selection
+    from lhco_diffusion.workflow import checkpoints
+
+    checkpoint = checkpoints.load(trained_checkpoint)
+    events = selection.reference_background(processed_file, "SR", test_config).select(slice(0, 30))
+    npart = test_config.data.npart
+    made = generation.particles_given_jets(checkpoint.model, checkpoint.stats, events, npart, "dpm2m", 4, seed=5)
+    processed.validate(made)
+    np.testing.assert_array_equal(made.mjj, events.mjj)
+    np.testing.assert_allclose(made.jets, events.jets, rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(made.mask, events.mask)
+    pt_rel = made.particles[..., 0]
+    assert np.all(pt_rel[made.mask] > 0) and np.all(made.particles[~made.mask] == 0)
+    assert np.all(np.diff(pt_rel, axis=-1) <= 0)
+    assert np.abs(made.particles - events.particles)[made.mask].max() > 1e-2
+    again = generation.particles_given_jets(checkpoint.model, checkpoint.stats, events, npart, "dpm2m", 4, seed=5)
+    np.testing.assert_array_equal(again.particles, made.particles)
