@@ -11,8 +11,10 @@ under ``paths.run_dir`` (so a rerun only completes what is missing):
 2. train the diffusion models for ``training.time_budget_minutes`` (resumed if interrupted);
 3. generate ``sampling.n_events`` sideband events (mjj of the held-out sideband), the
    signal-region template (``classifier.oversampling`` x ``classifier.n_background``; mjj from
-   the KDE of the SR data, signal included) and as many SR events at the mjj of the true SR
-   background, which judge the generator apart from the KDE;
+   the KDE of the SR data, signal included), as many SR events at the mjj of the true SR
+   background, which judge the generator apart from the KDE, and new particles for as many
+   true SR background jets (at most half of them), which judge the particle model apart from
+   the jet model against the SR background events whose jets it was not given;
 4. train the classifier ``classifier.seeds`` times in each mode: two-sample in the sideband
    (generated against the held-out sideband background), cwola and idealized at the largest
    ``classifier.nsig``;
@@ -37,15 +39,18 @@ import tensorflow as tf
 from lhco_diffusion import cli, distributed
 from lhco_diffusion import config as config_module
 from lhco_diffusion.data import processed, selection, sources
+from lhco_diffusion.data.processed import Events
 from lhco_diffusion.files import atomic_output
-from lhco_diffusion.workflow import (checkpoints, fidelity, metrics, plotting, scores as score_files, tasks,
-                                     templates, training, weak_supervision)
+from lhco_diffusion.workflow import (checkpoints, fidelity, generation, metrics, plotting, scores as score_files,
+                                     tasks, templates, training, weak_supervision)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("two-sample", "cwola", "idealized")
 # generated samples: name -> (region, description)
 SAMPLES = {"SB": ("SB", "sideband"), "SR": ("SR", "SR template (KDE mjj)"),
-           "SR_background_mjj": ("SR", "SR at the background's mjj")}
+           "SR_background_mjj": ("SR", "SR at the background's mjj"),
+           "SR_true_jets": ("SR", "SR particles given the true jets")}
+GIVEN_JETS = "SR_true_jets"  # the sample whose jets are the first SR background events'
 
 
 class StepTimer(tf.keras.callbacks.Callback):
@@ -77,7 +82,7 @@ def _benchmark(args) -> None:
     timer = StepTimer()
     summary = training.train(config, resume=True, callbacks=[timer])
     references = {region: selection.reference_background(data_path, region, config) for region in ("SB", "SR")}
-    generated = _generate(config, data_path, run_dir / "samples", Path(summary["best"]), references["SR"].mjj)
+    generated = _generate(config, data_path, run_dir / "samples", Path(summary["best"]), references["SR"])
     results = {mode: _classify(mode, config, data_path, generated, run_dir / "scores") for mode in MODES}
     reports = _fidelity(data_path, references, generated, run_dir / "fidelity", results["two-sample"], config)
     state = checkpoints.read_state(summary["last"])
@@ -98,26 +103,45 @@ def _benchmark(args) -> None:
 
 
 def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path,
-              background_mjj: np.ndarray) -> dict[str, Path]:
-    """The generated ``SAMPLES`` (each completed if a file is partial); ``background_mjj`` (N,)
-    [GeV] of the true SR background, resampled for the last."""
+              signal_region_background: Events) -> dict[str, Path]:
+    """The generated ``SAMPLES`` (each completed if a file is partial); the true SR background's
+    mjj are resampled for SR_background_mjj, its first events' jets given for ``GIVEN_JETS``."""
     n_signal_region = min(config.classifier.n_generated,
                           config.classifier.oversampling * config.classifier.n_background)
+    background_mjj = signal_region_background.mjj
     rng = np.random.default_rng(config.sampling.seed)
     plans = {"SB": (config.sampling.n_events, None), "SR": (n_signal_region, None),
              "SR_background_mjj": (n_signal_region, rng.choice(background_mjj, n_signal_region,
                                                                replace=len(background_mjj) < n_signal_region))}
-    checkpoint = None
-    paths = {}
-    for name, (n, mjj) in plans.items():
-        path = paths[name] = directory / f"{name}.h5"
-        if path.exists() and processed.read_attrs(path).get("complete", False):
+    attrs = {"checkpoint": str(checkpoint_path), "data": str(data_path)}
+    paths = {name: directory / f"{name}.h5" for name in SAMPLES}
+    missing = [name for name, path in paths.items()
+               if not (path.exists() and processed.read_attrs(path).get("complete", False))]
+    checkpoint = checkpoints.load(checkpoint_path) if missing else None
+    for name in missing:
+        if name == GIVEN_JETS:
+            given = signal_region_background.select(slice(0, min(n_signal_region, len(background_mjj) // 2)))
+            _write_particles_given_jets(paths[name], checkpoint, config, given, attrs)
             continue
-        checkpoint = checkpoint or checkpoints.load(checkpoint_path)
-        templates.write_templates(path, checkpoint, config, data_path, SAMPLES[name][0], n,
+        n, mjj = plans[name]
+        templates.write_templates(paths[name], checkpoint, config, data_path, SAMPLES[name][0], n,
                                   seed=config.sampling.seed, batch_size=config.sampling.batch_size, resume=True,
-                                  attrs={"checkpoint": str(checkpoint_path), "data": str(data_path)}, mjj=mjj)
+                                  attrs=attrs, mjj=mjj)
     return paths
+
+
+def _write_particles_given_jets(path: Path, checkpoint, config, given: Events, attrs: dict) -> None:
+    """New particles for the ``given`` events' own jets, ``sampling.batch_size`` events at a time
+    (chunk k from the seed (sampling.seed, k)), into ``path``."""
+    settings, npart = config.sampling, config.data.npart
+    with atomic_output(path) as temporary, \
+            processed.EventWriter(temporary, npart, {**attrs, "jets_given": True}) as writer:
+        for start in range(0, len(given.mjj), settings.batch_size):
+            writer.append(generation.particles_given_jets(
+                checkpoint.model, checkpoint.stats, given.select(slice(start, start + settings.batch_size)), npart,
+                settings.solver, settings.num_steps, [settings.seed, start // settings.batch_size],
+                bucket_size=settings.bucket_size, jit_compile=settings.jit_compile))
+            print(f"particles given the true SR jets: {len(writer)}/{len(given.mjj)} events", flush=True)
 
 
 def _classify(mode: str, config, data_path: Path, generated: dict[str, Path],
@@ -147,13 +171,16 @@ def _fidelity(data_path: Path, references: dict, generated: dict[str, Path], dir
     reports = {}
     for name, path in generated.items():
         region = SAMPLES[name][0]
-        reference_path = directory / f"reference_{region}.h5"
+        events = processed.load(path, 0, fidelity.MAX_EVENTS)
+        reference, reference_path = references[region], directory / f"reference_{region}.h5"
+        if name == GIVEN_JETS:  # only the SR background events whose jets were not given
+            reference = reference.select(slice(len(events.mjj), None))
+            reference_path = directory / f"reference_{name}.h5"
         if not reference_path.exists():
             with atomic_output(reference_path) as temporary, \
                     processed.EventWriter(temporary, config.data.npart, {"source": str(data_path)}) as writer:
-                writer.append(references[region])
-        events = processed.load(path, 0, fidelity.MAX_EVENTS)
-        report = reports[name] = fidelity.compare(events, references[region].select(slice(0, fidelity.MAX_EVENTS)))
+                writer.append(reference)
+        report = reports[name] = fidelity.compare(events, reference.select(slice(0, fidelity.MAX_EVENTS)))
         report.update(generated=str(path), reference=str(reference_path), region=region, sample=SAMPLES[name][1])
         if name == "SB":
             fidelity.add_two_sample_auc(report, "two-sample-SB", two_sample, config.evaluation.band_quantiles)
