@@ -29,7 +29,7 @@ import tensorflow as tf
 import yaml
 
 from lhco_diffusion import config as config_module
-from lhco_diffusion.config import Config
+from lhco_diffusion.config import Config, ConfigError
 from lhco_diffusion.data.transforms import Stats
 from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output, recover, write_json
@@ -70,8 +70,12 @@ def save(directory: str | os.PathLike, model: GenerativeModel, optimizer: tf.ker
 def load(directory: str | os.PathLike) -> Checkpoint:
     """Rebuild the model of a checkpoint from its stored configuration and restore its weights."""
     directory = _checked(directory)
-    config = config_module.from_dict(_read(directory / "config.yaml", yaml.safe_load),
-                                     source=str(directory / "config.yaml"))
+    try:
+        config = config_module.from_dict(_read(directory / "config.yaml", yaml.safe_load),
+                                         source=str(directory / "config.yaml"))
+    except ConfigError as error:  # a key this version no longer has, or a value it no longer accepts
+        raise InputError(f"{error}: the checkpoint was written by another version of lhco_diffusion; "
+                         "load it with that version, or train again") from None
     model = build_generator(config)
     restore(directory, model)
     return Checkpoint(model, Stats.load(directory / "transforms.json"), config, read_state(directory))

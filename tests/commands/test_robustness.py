@@ -18,6 +18,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from lhco_diffusion import cli, files
 from lhco_diffusion.commands import classify, evaluate, likelihood, prepare, sample, train as train_command
@@ -327,6 +328,19 @@ def test_sample_refuses_a_truncated_checkpoint(test_config, trained_checkpoint, 
     code = sample.main([*_common(test_config, tmp_path / "run"), "--checkpoint", str(damaged),
                         "--output", str(output), "--quiet"])
     _refused(code, capsys, damaged, "damaged")
+    assert not output.exists()
+
+
+def test_sample_names_a_checkpoint_from_another_version(test_config, trained_checkpoint, tmp_path, capsys):
+    foreign = tmp_path / "best"
+    shutil.copytree(trained_checkpoint, foreign)
+    stored = yaml.safe_load((foreign / "config.yaml").read_text())
+    stored["particle_model"]["retired_key"] = True  # a key an older or newer version had
+    (foreign / "config.yaml").write_text(yaml.safe_dump(stored))
+    output = tmp_path / "SR.h5"
+    code = sample.main([*_common(test_config, tmp_path / "run"), "--checkpoint", str(foreign),
+                        "--output", str(output), "--quiet"])
+    _refused(code, capsys, foreign / "config.yaml", "particle_model.retired_key", "another version")
     assert not output.exists()
 
 
