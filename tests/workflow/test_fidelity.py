@@ -49,6 +49,18 @@ def test_w1_of_independent_shifted_samples_is_the_shift():
     assert fidelity.wasserstein(other, events)["jet_pt"] == pytest.approx(30.0, abs=2.0)
 
 
+def test_leading_particle_is_the_hardest_real_particle_of_each_jet():
+    events = toy_events(400, seed=5)  # particles in random order, 2 to 6 of 6 slots real
+    expected = [max(particle[0] for particle, real in zip(jet, jet_mask) if real)
+                for event, event_mask in zip(events.particles, events.mask) for jet, jet_mask in zip(event, event_mask)]
+    np.testing.assert_array_equal(fidelity.feature_values(events)["particle_leading_pt_rel"], expected)
+    harder = Events(events.particles * np.array([1.1, 1.0, 1.0]), events.jets, events.mjj, events.label)
+    # every leading pT_rel 10 % higher: the W1 of a sample and its own scaled copy is 0.1 times its mean
+    distances = fidelity.wasserstein(harder, events)
+    assert distances["particle_leading_pt_rel"] == pytest.approx(0.1 * np.mean(expected), rel=1e-6)
+    assert distances["jet_pt"] == 0.0
+
+
 def white_noise(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     """(n, d) Gaussian samples whitened to sample mean exactly 0 and sample covariance exactly I, so
     the distance between two samples is known exactly, not only up to their fluctuations."""
