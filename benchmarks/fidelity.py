@@ -213,7 +213,8 @@ def _table(record: dict, config) -> str:
     lines.append(f"| cwola / idealized max SIC | {ratio:.2f} |")
     for name, result in record["fidelity"].items():
         worst, sample = result["worst_ratio"], SAMPLES[name][1]
-        lines.append(f"| worst W1 / noise floor, {sample} | {worst['ratio']:.2f} ({worst['feature']}) |")
+        label = fidelity.FEATURES[worst["feature"]][0]
+        lines.append(f"| worst W1 / noise floor, {sample} | {worst['ratio']:.2f} ({label}) |")
         lines.append(f"| FPD / KPD (jet features), {sample} | {result['fpd']['value']:.3g} ± "
                      f"{result['fpd']['error']:.2g} / {result['kpd']['value']:.3g} ± {result['kpd']['error']:.2g} |")
     training_record = record["training"]
