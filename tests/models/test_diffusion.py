@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from lhco_diffusion import config as config_module
-from lhco_diffusion.models import diffusion, layers, networks
+from lhco_diffusion.models import diffusion, generator, layers, networks
 from lhco_diffusion.solvers import schedule
 from conftest import CONFIGS
 
@@ -190,3 +190,20 @@ def test_jet_noise_draws_average_the_jet_loss_over_independent_draws(test_config
     assert 0.15 < spreads[1] / spreads[0] < 0.45  # 1/sqrt(16) = 0.25
     assert abs(means[1] / means[0] - 1) < 3 * spreads[0] / np.sqrt(40) / means[0]
     assert particle_losses[0] == pytest.approx(particle_losses[1], rel=1e-6)
+
+
+def test_each_test_batch_draws_its_own_noise_the_same_in_every_epoch(tiny):
+    """The test loss of a batch is reproducible, and a batch that differs in one jet bit draws
+    other noise (one shared draw for every batch would estimate the loss from B noise values)."""
+    batch = _events(16, 5, seed=12)
+    nudged = tuple(np.copy(tensor) for tensor in batch)
+    nudged[1][0, 0, 0] = np.nextafter(nudged[1][0, 0, 0], np.float32(np.inf))
+
+    def test_loss(events):
+        tiny.reset_metrics()
+        return float(tiny.test_step(tuple(tf.constant(tensor) for tensor in events))["loss"])
+
+    first = test_loss(batch)
+    assert test_loss(batch) == first
+    assert abs(test_loss(nudged) - first) > 0.01 * first
+    assert int(generator.evaluation_noise_step(batch)) < 0  # never a training step's noise
