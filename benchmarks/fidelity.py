@@ -89,8 +89,7 @@ def _benchmark(args) -> None:
     record = {
         "config": args.config, "overrides": args.overrides, "data": str(data_path),
         "training": {"epochs": state["epoch"], "seconds": state.get("training_seconds"),
-                     "seconds_per_step": statistics.median(timer.seconds) if timer.seconds else None,
-                     "steps_timed": len(timer.seconds)},
+                     **_step_time(timer, run_dir / "benchmark.json")},
         "classifiers": {mode: _bands(runs, config) for mode, runs in results.items()},
         "fidelity": {name: {"worst_ratio": report["worst_ratio"], "fpd": report["fpd"], "kpd": report["kpd"]}
                      for name, report in reports.items()},
@@ -100,6 +99,15 @@ def _benchmark(args) -> None:
     print(_table(record, config))
     print(f"details: {run_dir / 'fidelity'}/fidelity_*.md, plots {run_dir / 'fidelity'}/*.png, "
           f"{run_dir / 'benchmark.json'}")
+
+
+def _step_time(timer: StepTimer, previous: Path) -> dict:
+    """The median seconds per training step of this invocation and the steps it timed; when it
+    trained nothing (the run was complete), those recorded by the invocation that trained."""
+    if timer.seconds:
+        return {"seconds_per_step": statistics.median(timer.seconds), "steps_timed": len(timer.seconds)}
+    recorded = json.loads(previous.read_text())["training"] if previous.exists() else {}
+    return {"seconds_per_step": recorded.get("seconds_per_step"), "steps_timed": recorded.get("steps_timed", 0)}
 
 
 def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path,
@@ -221,7 +229,7 @@ def _table(record: dict, config) -> str:
     per_step = training_record["seconds_per_step"]
     lines.append(f"| training: epochs, minutes, time per step | {training_record['epochs']}, "
                  f"{(training_record['seconds'] or 0) / 60:.1f}, "
-                 f"{'%.0f ms' % (1e3 * per_step) if per_step else 'n/a (trained earlier)'} |")
+                 f"{'%.0f ms' % (1e3 * per_step) if per_step else 'n/a (not timed)'} |")
     return "\n".join(lines)
 
 
