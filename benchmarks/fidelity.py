@@ -5,7 +5,8 @@
 
 On the configuration's events (by default a Pythia 8 pseudo-LHCO sample made once into the cache;
 ``--set data.raw=FILE`` for any raw file), in order, each step skipped when its output exists
-under ``paths.run_dir`` (so a rerun only completes what is missing):
+under ``paths.run_dir`` (so a rerun only completes what is missing; a run directory trained with
+another configuration is refused, so its figures are never reported as this one's):
 
 1. prepare the events at P = ``data.npart`` (cached);
 2. train the diffusion models for ``training.time_budget_minutes`` (resumed if interrupted);
@@ -35,8 +36,10 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+import yaml
 
 from lhco_diffusion import cli, distributed
+from lhco_diffusion.errors import InputError
 from lhco_diffusion import config as config_module
 from lhco_diffusion.data import processed, selection, sources
 from lhco_diffusion.data.processed import Events
@@ -78,6 +81,7 @@ def _benchmark(args) -> None:
     config = cli.load_config(args)
     run_dir = config_module.expand(config.paths.run_dir)
 
+    _check_reused_run(config, run_dir)
     data_path = sources.processed_file(config)
     timer = StepTimer()
     summary = training.train(config, resume=True, callbacks=[timer])
@@ -99,6 +103,27 @@ def _benchmark(args) -> None:
     print(_table(record, config))
     print(f"details: {run_dir / 'fidelity'}/fidelity_*.md, plots {run_dir / 'fidelity'}/*.png, "
           f"{run_dir / 'benchmark.json'}")
+
+
+def _check_reused_run(config, run_dir: Path) -> None:
+    """``InputError`` when ``run_dir`` holds a training whose configuration differs from
+    ``config`` beyond its paths (the first differences named)."""
+    stored_path = run_dir / "checkpoints" / "last" / "config.yaml"
+    if not stored_path.exists():
+        return
+    stored, given = _settings(yaml.safe_load(stored_path.read_text())), _settings(config.to_dict())
+    differences = [f"{name} {stored.get(name)!r} there, {value!r} here"
+                   for name, value in given.items() if stored.get(name) != value]
+    if differences:
+        raise InputError(f"{run_dir} holds a training with another configuration ({'; '.join(differences[:3])}); "
+                         "give another paths.run_dir, or delete it to train again")
+
+
+def _settings(sections: dict) -> dict:
+    """A configuration dict as {"section.key": value}, its paths aside."""
+    return {f"{section}.{key}" if key else section: value
+            for section, values in sections.items() if section != "paths"
+            for key, value in (values.items() if isinstance(values, dict) else [("", values)])}
 
 
 def _step_time(timer: StepTimer, previous: Path) -> dict:
