@@ -39,10 +39,10 @@ import tensorflow as tf
 import yaml
 
 from lhco_diffusion import cli, distributed
-from lhco_diffusion.errors import InputError
 from lhco_diffusion import config as config_module
 from lhco_diffusion.data import processed, selection, sources
 from lhco_diffusion.data.processed import Events
+from lhco_diffusion.errors import InputError
 from lhco_diffusion.files import atomic_output
 from lhco_diffusion.workflow import (checkpoints, fidelity, generation, metrics, plotting, scores as score_files,
                                      tasks, templates, training, weak_supervision)
