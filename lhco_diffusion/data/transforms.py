@@ -212,7 +212,7 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
     ones; None: none). n_constituents is set to the number of real particles in ``mask``
     (rounding the generated N is the sampler's job). With the constituent closure every jet's particles are
     scaled and shifted from their own pT_rel sum and centroid to the S and c of its jet features,
-    in one step (the same as ``closed``, then scaling by S and shifting by c).
+    in one step (the same as closing them to S = 1 and c = 0, then scaling by S and shifting by c).
     """
     mask = np.asarray(mask) > 0
     mjj = np.asarray(mjj, np.float64)
@@ -321,13 +321,6 @@ def closure(particles: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nda
     return pt_sum, centroid
 
 
-def closed(particles: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``particles`` (N, 2, P, 3) with every jet's pT_rel divided by their sum and (deta, dphi)
-    moved by minus their pT-weighted centroid: S = 1 and c = 0 exactly; padded slots stay 0."""
-    pt_sum, centroid = closure(particles, mask)
-    return _reopened(particles, 1.0 / pt_sum, -centroid, mask)
-
-
 def _reopened(particles: np.ndarray, scale: np.ndarray, shift: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``particles`` with each jet's pT_rel times ``scale`` (N, 2) and (deta, dphi) plus ``shift`` (N, 2, 2)."""
     particles = np.asarray(particles, np.float64)
@@ -339,7 +332,8 @@ def _reopened(particles: np.ndarray, scale: np.ndarray, shift: np.ndarray, mask:
 def _features(events: Events, constituent_closure: bool,
               eta_gap_pt: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(jets (N, 2, F) float64 before standardisation, physical particles (N, 2, P, 3) to transform):
-    with the closure, the jets gain (log S, c_eta, c_phi) and the particles are ``closed``; with
+    with the closure, the jets gain (log S, c_eta, c_phi) and every jet's particles are closed: pT_rel
+    divided by S and (deta, dphi) moved by -c, so that S = 1 and c = 0 exactly; with
     ``eta_gap_pt`` > 0 the events are reflected to a non-negative gap first (``mirrored``) and
     the eta slots carry the boost and the scaled gap (``_boost_and_gap``)."""
     physical_jets, particles = events.jets, events.particles
@@ -353,7 +347,7 @@ def _features(events: Events, constituent_closure: bool,
     mask = events.mask
     pt_sum, centroid = closure(particles, mask)
     jets = np.concatenate([jets, np.log(pt_sum)[..., None], centroid], axis=-1)
-    return jets, closed(particles, mask)
+    return jets, _reopened(particles, 1.0 / pt_sum, -centroid, mask)
 
 
 def _jet_features(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:
