@@ -10,7 +10,9 @@ of the two-sample checks). Under Horovod every worker trains on its own shard wi
 averaged, the learning rate optionally scaled by the number of workers; only rank 0 writes.
 
 ``training.time_budget_minutes`` caps the training time: the run stops cleanly after the epoch
-in which it ran out (checkpoints written), and a resumed run counts the time already spent.
+in which it ran out (checkpoints written), and a resumed run counts the time already spent. If
+the budget will stop the run before ``training.epochs``, where the learning-rate schedule ends, a
+``BudgetWarning`` after the second epoch says at which epoch.
 
 Outputs under ``paths.run_dir``: ``checkpoints/last`` and ``checkpoints/best`` (see
 ``checkpoints``), ``training_log.csv`` and ``tensorboard/``. After each epoch with finite losses
@@ -26,6 +28,7 @@ import io
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -178,20 +181,46 @@ class TimeBudget(tf.keras.callbacks.Callback):
     """Stop after the epoch during which the training time (earlier runs' ``spent`` seconds plus
     this run's) reaches ``minutes``; 0 means no limit. ``seconds`` (averaged over the workers, so
     they all stop together) is updated at each epoch end, before the checkpoint writer records
-    it for a resumed run to count."""
+    it for a resumed run to count.
 
-    def __init__(self, minutes: float, spent: float = 0.0):
+    From this run's second epoch on (the first one also traces the graphs), the last epoch's
+    length projects where the budget will stop the run: if that is before ``epochs``, where the
+    learning-rate schedule ends, one ``BudgetWarning`` says so (with ``report``: rank 0 only).
+    """
+
+    def __init__(self, minutes: float, spent: float = 0.0, epochs: int = 0, report: bool = True):
         super().__init__()
         self.limit, self.seconds, self.start = 60.0 * minutes, spent, time.monotonic()
-        self.spent = spent
+        self.spent, self.epochs, self.report = spent, epochs, report
+        self.epochs_this_run, self.warned = 0, False
 
     def on_train_begin(self, logs=None):
         self.start = time.monotonic()
 
     def on_epoch_end(self, epoch, logs=None):
+        previous = self.seconds
         self.seconds = distributed.allreduce_mean(self.spent + time.monotonic() - self.start, "training_seconds")
+        self.epochs_this_run += 1
         if self.limit and self.seconds >= self.limit:
             self.model.stop_training = True
+        elif self.limit and self.epochs_this_run >= 2 and not self.warned:
+            self._warn_if_short(epoch + 1, self.seconds - previous)
+
+    def _warn_if_short(self, done: int, epoch_seconds: float) -> None:
+        """Warn once if, at ``epoch_seconds`` an epoch, the budget ends the run before ``epochs``."""
+        last = done + math.ceil((self.limit - self.seconds) / epoch_seconds)
+        if last < self.epochs:
+            self.warned = True
+            if self.report:
+                warnings.warn(
+                    f"at {epoch_seconds:.0f} s an epoch, training.time_budget_minutes={self.limit / 60:g} will stop "
+                    f"this run near epoch {last} of {self.epochs}, before the learning-rate schedule has decayed; "
+                    f"set training.epochs={last} to fit the schedule to the budget, or give a larger budget",
+                    BudgetWarning, stacklevel=2)
+
+
+class BudgetWarning(UserWarning):
+    """The time budget will stop training before its configured epochs."""
 
 
 class CheckpointWriter(tf.keras.callbacks.Callback):
@@ -279,7 +308,8 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
     non_finite = StopOnNonFiniteLoss()
     early_stopping = ResumableEarlyStopping(settings.early_stopping_patience, state.get("best_loss", np.inf),
                                             state.get("wait", 0))
-    budget = TimeBudget(settings.time_budget_minutes, state.get("training_seconds", 0.0))
+    budget = TimeBudget(settings.time_budget_minutes, state.get("training_seconds", 0.0), settings.epochs,
+                        report=context.is_root)
     own = [distributed.broadcast_callback(model.variables), distributed.average_metrics_callback(),
            non_finite, early_stopping, budget]
     if context.is_root:
