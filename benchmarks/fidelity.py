@@ -252,7 +252,8 @@ def _table(record: dict, config) -> str:
                      f"{result['fpd']['error']:.2g} / {result['kpd']['value']:.3g} ± {result['kpd']['error']:.2g} |")
     training_record = record["training"]
     per_step = training_record["seconds_per_step"]
-    lines.append(f"| training: epochs, minutes, time per step | {training_record['epochs']}, "
+    lines.append(f"| training: epochs, minutes, time per step | {training_record['epochs']} of "
+                 f"{config.training.epochs}, "
                  f"{(training_record['seconds'] or 0) / 60:.1f}, "
                  f"{'%.0f ms' % (1e3 * per_step) if per_step else 'n/a (not timed)'} |")
     return "\n".join(lines)
