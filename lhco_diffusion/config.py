@@ -194,10 +194,6 @@ class TrainingConfig:
     # noise draws per event in each step's jet loss: the jet model costs a few % of the particle
     # model per draw and learns slower, so K draws average its gradient over K times the noise
     jet_noise_draws: int = at_least(1, default=1)
-    # standard deviation of a Gaussian shift of log mjj in the particle network's condition in
-    # training (the jets keep their own): sideband events near the signal region then fill the
-    # condition's gap, which the network otherwise bridges by interpolation; 0 (the paper): none
-    particle_mjj_jitter: float = at_least(0.0, default=0.0)
     sigma_min: float = positive(1.0e-4)  # flow matching: width of the data end of the probability path
     optimizer: str = one_of("adam", "adamw", default="adam")
     weight_decay: float = at_least(0.0, default=0.0)  # adamw's decoupled weight decay

@@ -251,11 +251,6 @@ def condition(stats: Stats, mjj: np.ndarray) -> np.ndarray:
     return scaled.reshape(-1, 1).astype(np.float32)
 
 
-def condition_per_log_mjj(sideband: tuple[float, float]) -> float:
-    """Condition units per unit of log mjj, given the sideband edges [GeV] that map to -1 and +1."""
-    return 2.0 / float(np.log(sideband[1] / sideband[0]))
-
-
 def mjj_from_condition(stats: Stats, condition: np.ndarray) -> np.ndarray:
     """(N,) mjj [GeV] from (N, 1) or (N,) conditions; the inverse of ``condition``."""
     scaled = np.asarray(condition, np.float64).reshape(-1)

@@ -23,9 +23,7 @@ def build_generator(config: Config, wrap_tape: Callable[[tf.GradientTape], tf.Gr
     """A ``DiffusionModel`` (transformer networks, ``jet_model``/``particle_model``) or a
     ``FlowMatchingModel`` (``flow_matching_jet_model``/``flow_matching_particle_model``)."""
     options = dict(n_jet_features=transforms.model_jet_features(config.transforms), wrap_tape=wrap_tape,
-                   noise_seed=noise_seed,
-                   particle_condition_jitter=config.training.particle_mjj_jitter
-                   * transforms.condition_per_log_mjj(config.data.sideband))
+                   noise_seed=noise_seed)
     if config.generator == "flow_matching":
         return FlowMatchingModel(config.flow_matching_jet_model, config.flow_matching_particle_model,
                                  config.training, **options)

@@ -100,7 +100,7 @@ class GenerativeModel(tf.keras.Model):
     def __init__(self, jet_network: tf.keras.Model, particle_network: tf.keras.Model,
                  ema_jet_network: tf.keras.Model, ema_particle_network: tf.keras.Model, training: TrainingConfig,
                  wrap_tape: Callable[[tf.GradientTape], tf.GradientTape] = _identity, noise_seed: int = 0,
-                 particle_condition_jitter: float = 0.0, **kwargs):
+                 **kwargs):
         super().__init__(**kwargs)
         self.jet_network, self.particle_network = jet_network, particle_network
         self.ema_jet_network, self.ema_particle_network = ema_jet_network, ema_particle_network
@@ -109,7 +109,6 @@ class GenerativeModel(tf.keras.Model):
         self.ema_decay, self.ema_warmup = training.ema_decay, training.ema_warmup
         self.clip_norm = training.clip_norm
         self.jet_noise_draws = training.jet_noise_draws
-        self.particle_condition_jitter = particle_condition_jitter
         self.wrap_tape = wrap_tape
         self.noise_seed = noise_seed
         self.real_particles_per_event: float | None = None  # set for multiplicity-bucketed batches
@@ -133,18 +132,13 @@ class GenerativeModel(tf.keras.Model):
     def losses(self, batch, noise: NoiseStream, training: bool) -> dict[str, tf.Tensor]:
         """The objective of a batch: the jet model's loss plus the particle model's. The jet loss
         is the mean over ``training.jet_noise_draws`` independent noise draws (times, noise) per
-        event: the same expectation, a K times smaller variance. In training the particle model's
-        condition is shifted by a normal draw of ``particle_condition_jitter`` (condition units)
-        per event, when that is set."""
+        event: the same expectation, a K times smaller variance."""
         particles, jets, condition, mask = batch
         jet_batch = (jets, condition)
         if self.jet_noise_draws > 1:
             jet_batch = tuple(tf.repeat(tensor, self.jet_noise_draws, axis=0) for tensor in jet_batch)
         loss_jet = self.jet_loss(*jet_batch, noise, training)
-        particle_condition = condition
-        if training and self.particle_condition_jitter > 0:
-            particle_condition = condition + self.particle_condition_jitter * noise.normal(tf.shape(condition))
-        loss_particle = self.particle_loss(particles, jets, particle_condition, mask, noise, training)
+        loss_particle = self.particle_loss(particles, jets, condition, mask, noise, training)
         return {"loss": loss_jet + loss_particle, "loss_jet": loss_jet, "loss_particle": loss_particle}
 
     def jet_loss(self, jets: tf.Tensor, condition: tf.Tensor, noise: NoiseStream, training: bool) -> tf.Tensor:

@@ -7,8 +7,7 @@ import pytest
 import tensorflow as tf
 
 from lhco_diffusion import config as config_module
-from lhco_diffusion.data import transforms
-from lhco_diffusion.models import build, diffusion, generator, layers, networks
+from lhco_diffusion.models import diffusion, generator, layers, networks
 from lhco_diffusion.solvers import schedule
 from conftest import CONFIGS
 
@@ -208,32 +207,3 @@ def test_each_test_batch_draws_its_own_noise_the_same_in_every_epoch(tiny):
     assert test_loss(batch) == first
     assert abs(test_loss(nudged) - first) > 0.01 * first
     assert int(generator.evaluation_noise_step(batch)) < 0  # never a training step's noise
-
-
-def test_the_particle_mjj_jitter_shifts_the_particle_condition_in_training_only(test_config):
-    """training.particle_mjj_jitter = 0.05 shifts each event's particle condition by a normal
-    draw of 0.05 in log mjj (both jets alike), leaves the jet network's condition alone, and
-    is off in the test loss."""
-    config = dataclasses.replace(test_config, training=dataclasses.replace(test_config.training,
-                                                                          particle_mjj_jitter=0.05))
-    model = build.build_generator(config)
-    seen = {}
-
-    class Recorder(tf.keras.layers.Layer):
-        def __init__(self, key):
-            super().__init__()
-            self.key = key
-
-        def call(self, inputs):
-            seen[self.key] = inputs[-2 if self.key == "particle" else -1].numpy()
-            return tf.zeros_like(inputs[0])
-
-    model.jet_network, model.particle_network = Recorder("jet"), Recorder("particle")
-    particles, jets, condition, mask = _events(4000, 3, seed=13)
-    per_log_mjj = transforms.condition_per_log_mjj(config.data.sideband)
-    for training, spread in ((True, 0.05), (False, 0.0)):
-        model.losses((particles, jets, condition, mask), diffusion.NoiseStream(5, 0), training=training)
-        shift = (seen["particle"] - np.repeat(condition, 2, axis=0))[:, 0] / per_log_mjj
-        np.testing.assert_array_equal(seen["jet"], condition)
-        np.testing.assert_array_equal(shift[0::2], shift[1::2])
-        assert abs(shift.std() - spread) <= 0.05 * spread + 1e-7 and abs(shift.mean()) < 0.005
