@@ -237,7 +237,8 @@ def _table(record: dict, config) -> str:
         return f"{values['median']:.{digits}f} [{values['low']:.{digits}f}, {values['high']:.{digits}f}]"
 
     classifiers = record["classifiers"]
-    lines = [f"| quantity ({len(classifiers['cwola']['seeds'])} seeds: median [16 %, 84 %]) | value |", "|---|---|",
+    seeds = len(classifiers["cwola"]["seeds"])
+    lines = [f"| quantity ({seeds} seed{'s' if seeds != 1 else ''}: median [16 %, 84 %]) | value |", "|---|---|",
              f"| two-sample AUC, sideband | {band(classifiers['two-sample']['auc'], 3)} |"]
     for mode in ("cwola", "idealized"):
         lines += [f"| {mode} AUC, nsig={max(config.classifier.nsig)} | {band(classifiers[mode]['auc'], 3)} |",
