@@ -150,9 +150,8 @@ class NetworkConfig:
     projection_dim: int = at_least(1, default=128)  # token width inside the transformer
     num_layers: int = at_least(1, default=6)  # transformer blocks
     num_heads: int = at_least(1, default=2)
-    # each jet carries its index (0: the leading-pT jet, 1: the other). jet_model: the network can
-    # learn the ordered pair; false (the paper) leaves it equivariant to swapping them. particle_model:
-    # each jet's particles are generated knowing which of the two jets they make up (the paper: false)
+    # jet_model only: each jet token carries its index (0: the leading-pT jet, 1: the other), so the
+    # network can learn the ordered pair; false (the paper) leaves it equivariant to swapping them
     jet_index: bool = False
 
 
@@ -503,6 +502,9 @@ def _check_consistency(config: Config) -> None:
         if network.projection_dim < network.num_heads:  # each attention head needs a width >= 1
             raise ConfigError(f"{config.source}: {name}.projection_dim ({network.projection_dim}) must be at "
                               f"least {name}.num_heads ({network.num_heads})")
+    if config.particle_model.jet_index:
+        raise ConfigError(f"{config.source}: particle_model.jet_index has no meaning (the particle network sees "
+                          "one jet at a time); set jet_model.jet_index instead")
 
 
 def _plain(value):

@@ -21,14 +21,6 @@ to its token (the data list the leading-pT jet first): the pair is then ordered,
 can give the leading jet and its back-to-back partner their own distributions (after the event
 rotation of ``data.transforms`` the leading jet's phi is fixed) instead of having to break the
 swap symmetry from the noise alone.
-
-With ``particle_model.jet_index`` the particle network's jet features gain the same one-hot pair.
-The two jets fragment differently (in Pythia dijets the leading jet's hardest particle carries
-0.010 more of its jet's pT, on average, than its partner's), and the jet features alone do not
-tell the network which jet it is given: with ``transforms.jet_statistics: per_jet`` each jet is
-standardised on its own, and with ``transforms.jet_eta: gap`` the eta slot holds the event's
-boost for one jet and the jets' separation for the other. The index is read from the row: J = 2B
-rows hold the jets of B events in pairs, leading jet first (``generator.per_jet``).
 """
 from __future__ import annotations
 
@@ -84,14 +76,11 @@ class ParticleNetwork(_ConditionedSetNetwork):
 
     def __init__(self, config: NetworkConfig, **kwargs):
         super().__init__(config, N_PARTICLE_FEATURES, extra_features=True, **kwargs)
-        self.jet_index = config.jet_index
 
     def call(self, inputs):
         """inputs = (particles_t (J, P, 3), t (J, 1), jet (J, F), condition (J, 1), mask (J, P))
-        -> v (J, P, 3), zero in padded slots; row 2b + i is jet i of event b."""
+        -> v (J, P, 3), zero in padded slots."""
         particles_t, t, jet, condition, mask = inputs
-        if self.jet_index:
-            jet = tf.concat([jet, tf.one_hot(tf.range(tf.shape(jet)[0]) % 2, 2, dtype=jet.dtype)], axis=-1)
         return self._conditioned(particles_t, mask, t, condition, jet)
 
 

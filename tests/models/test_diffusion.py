@@ -77,22 +77,9 @@ def test_the_jet_index_tells_the_leading_jet_from_the_other(test_config):
     assert network.count_params() - plain == 2 * indexed.projection_dim
 
 
-@pytest.mark.parametrize("jet_index", [False, True])
-def test_the_particle_jet_index_tells_the_leading_jets_particles_from_the_others(test_config, jet_index):
-    """Two identical jets with identical particles get identical velocities, unless
-    particle_model.jet_index tells the network which is the leading jet (row 2b) and which its
-    partner (row 2b + 1); the index adds exactly the 2 x num_embed weights of its two input columns."""
-    model_config = dataclasses.replace(test_config.particle_model, jet_index=jet_index)
-    tf.keras.utils.set_random_seed(3)
-    model = diffusion.DiffusionModel(test_config.jet_model, model_config, test_config.training)
-    particles, jets, condition, mask = _events(4, 6, seed=7)
-    particles, jets, mask = (np.repeat(array[:, :1], 2, axis=1) for array in (particles, jets, mask))
-    t = np.full((4, 1), 0.4, np.float32)
-    v = model.particle_velocity(particles, t, jets, condition, mask).numpy()
-    difference = np.abs(v[:, 0] - v[:, 1]).max()
-    assert difference > 1e-3 if jet_index else difference < 1e-6
-    plain = networks.build_particle_network(test_config.particle_model).count_params()
-    assert model.particle_network.count_params() - plain == (2 * model_config.num_embed if jet_index else 0)
+def test_the_particle_model_refuses_a_jet_index(tmp_path):
+    with pytest.raises(config_module.ConfigError, match="particle_model.jet_index"):
+        config_module.load(CONFIGS / "test.yaml", ["particle_model.jet_index=true"])
 
 
 def test_each_jets_particles_depend_on_their_own_jet_only(tiny):
