@@ -194,6 +194,9 @@ class TrainingConfig:
     # noise draws per event in each step's jet loss: the jet model costs a few % of the particle
     # model per draw and learns slower, so K draws average its gradient over K times the noise
     jet_noise_draws: int = at_least(1, default=1)
+    # each event's loss weighted by p_SB(mjj)^-power (data.mjj_weights): 0 (the paper) none, 1 every
+    # mjj alike; moves the training toward the sparse high-mjj sideband, not its optimum p(x | mjj)
+    mjj_weight_power: float = within(0.0, 1.0, default=0.0)
     sigma_min: float = positive(1.0e-4)  # flow matching: width of the data end of the probability path
     optimizer: str = one_of("adam", "adamw", default="adam")
     weight_decay: float = at_least(0.0, default=0.0)  # adamw's decoupled weight decay

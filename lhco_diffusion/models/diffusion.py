@@ -22,7 +22,7 @@ import tensorflow as tf
 from lhco_diffusion.config import NetworkConfig, TrainingConfig
 from lhco_diffusion.data.layout import N_JET_FEATURES
 from lhco_diffusion.solvers import schedule
-from lhco_diffusion.models.generator import GenerativeModel, NoiseStream, masked_mean_square, per_jet
+from lhco_diffusion.models.generator import GenerativeModel, NoiseStream, event_weighted, masked_mean_square, per_jet
 from lhco_diffusion.models.networks import build_jet_network, build_particle_network
 
 class DiffusionModel(GenerativeModel):
@@ -57,18 +57,20 @@ class DiffusionModel(GenerativeModel):
         eps = noise.normal(tf.shape(x))
         return alpha * x + sigma * eps, alpha * eps - sigma * x
 
-    def jet_loss(self, jets: tf.Tensor, condition: tf.Tensor, noise: NoiseStream, training: bool) -> tf.Tensor:
+    def jet_loss(self, jets: tf.Tensor, condition: tf.Tensor, noise: NoiseStream, training: bool,
+                 event_weight: tf.Tensor | None = None) -> tf.Tensor:
         """Weighted mean squared v error of the jet model; jets (B, 2, 5), condition (B, 1)."""
         t, weight = self._diffusion_time(tf.shape(jets)[0], noise)
         jets_t, v = self._noised(jets, t, noise)
         v_hat = self.jet_network((jets_t, t, condition), training=training)
-        return tf.reduce_mean(weight * tf.reduce_mean(tf.square(v_hat - v), axis=(1, 2))[:, None])
+        return tf.reduce_mean(event_weighted(weight * tf.reduce_mean(tf.square(v_hat - v), axis=(1, 2))[:, None],
+                                             event_weight))
 
     def particle_loss(self, particles: tf.Tensor, jets: tf.Tensor, condition: tf.Tensor, mask: tf.Tensor,
-                      noise: NoiseStream, training: bool) -> tf.Tensor:
+                      noise: NoiseStream, training: bool, jet_weight: tf.Tensor | None = None) -> tf.Tensor:
         """Weighted mean squared v error of the particle model over real particles only."""
         particles, jets, condition, mask = per_jet(particles, jets, condition, mask)
         t, weight = self._diffusion_time(tf.shape(jets)[0], noise)
         particles_t, v = self._noised(particles, t, noise)
         v_hat = self.particle_network((particles_t * mask[..., None], t, jets, condition, mask), training=training)
-        return masked_mean_square(v_hat - v, mask, weight[:, 0])
+        return masked_mean_square(v_hat - v, mask, event_weighted(weight[:, 0], jet_weight))

@@ -23,7 +23,7 @@ import tensorflow as tf
 from lhco_diffusion.config import EpicConfig, FlowMatchingJetConfig, TrainingConfig
 from lhco_diffusion.data.layout import N_JET_FEATURES
 from lhco_diffusion.models.epic import build_epic_particle_network, build_flow_matching_jet_network
-from lhco_diffusion.models.generator import GenerativeModel, NoiseStream, masked_mean_square, per_jet
+from lhco_diffusion.models.generator import GenerativeModel, NoiseStream, event_weighted, masked_mean_square, per_jet
 
 
 class FlowMatchingModel(GenerativeModel):
@@ -49,16 +49,17 @@ class FlowMatchingModel(GenerativeModel):
         x_t = (1.0 - (1.0 - self.sigma_min) * t_broadcast) * x0 + t_broadcast * x1
         return x_t, t, x1 - (1.0 - self.sigma_min) * x0
 
-    def jet_loss(self, jets: tf.Tensor, condition: tf.Tensor, noise: NoiseStream, training: bool) -> tf.Tensor:
+    def jet_loss(self, jets: tf.Tensor, condition: tf.Tensor, noise: NoiseStream, training: bool,
+                 event_weight: tf.Tensor | None = None) -> tf.Tensor:
         """Mean squared velocity error of the jet model; jets (B, 2, 5), condition (B, 1)."""
         jets_t, t, target = self._interpolated(jets, noise)
         v_hat = self.jet_network((jets_t, t, condition), training=training)
-        return tf.reduce_mean(tf.square(v_hat - target))
+        return tf.reduce_mean(event_weighted(tf.square(v_hat - target), event_weight))
 
     def particle_loss(self, particles: tf.Tensor, jets: tf.Tensor, condition: tf.Tensor, mask: tf.Tensor,
-                      noise: NoiseStream, training: bool) -> tf.Tensor:
+                      noise: NoiseStream, training: bool, jet_weight: tf.Tensor | None = None) -> tf.Tensor:
         """Mean squared velocity error of the particle model over real particles only."""
         particles, jets, condition, mask = per_jet(particles, jets, condition, mask)
         particles_t, t, target = self._interpolated(particles, noise)
         v_hat = self.particle_network((particles_t * mask[..., None], t, jets, condition, mask), training=training)
-        return masked_mean_square(v_hat - target, mask)
+        return masked_mean_square(v_hat - target, mask, jet_weight)

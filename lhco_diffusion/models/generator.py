@@ -42,6 +42,7 @@ from typing import Callable
 import tensorflow as tf
 
 from lhco_diffusion.config import TrainingConfig
+from lhco_diffusion.data.mjj_weights import ConditionWeightTable
 
 LOSS_NAMES = ("loss", "loss_jet", "loss_particle")
 
@@ -112,6 +113,7 @@ class GenerativeModel(tf.keras.Model):
         self.wrap_tape = wrap_tape
         self.noise_seed = noise_seed
         self.real_particles_per_event: float | None = None  # set for multiplicity-bucketed batches
+        self.mjj_weight_table: ConditionWeightTable | None = None  # set for mjj-weighted losses
         self.trackers = {name: tf.keras.metrics.Mean(name=name) for name in LOSS_NAMES}
         # One pair of bound methods for the samplers' v_fn(x, t, *conditioning): the same objects
         # every time, so tf.function reuses its graphs from batch to batch instead of retracing.
@@ -132,22 +134,41 @@ class GenerativeModel(tf.keras.Model):
     def losses(self, batch, noise: NoiseStream, training: bool) -> dict[str, tf.Tensor]:
         """The objective of a batch: the jet model's loss plus the particle model's. The jet loss
         is the mean over ``training.jet_noise_draws`` independent noise draws (times, noise) per
-        event: the same expectation, a K times smaller variance."""
+        event: the same expectation, a K times smaller variance. With ``mjj_weight_table`` set
+        (``training.mjj_weight_power``) each event's terms in both losses carry its mjj weight."""
         particles, jets, condition, mask = batch
-        jet_batch = (jets, condition)
-        if self.jet_noise_draws > 1:
-            jet_batch = tuple(tf.repeat(tensor, self.jet_noise_draws, axis=0) for tensor in jet_batch)
-        loss_jet = self.jet_loss(*jet_batch, noise, training)
-        loss_particle = self.particle_loss(particles, jets, condition, mask, noise, training)
+        event_weight = self._event_weight(condition)
+        jet_weight = None if event_weight is None else tf.repeat(event_weight, 2)  # the rows of per_jet
+        loss_jet = self.jet_loss(self._per_draw(jets), self._per_draw(condition), noise, training,
+                                 event_weight=self._per_draw(event_weight))
+        loss_particle = self.particle_loss(particles, jets, condition, mask, noise, training, jet_weight=jet_weight)
         return {"loss": loss_jet + loss_particle, "loss_jet": loss_jet, "loss_particle": loss_particle}
 
-    def jet_loss(self, jets: tf.Tensor, condition: tf.Tensor, noise: NoiseStream, training: bool) -> tf.Tensor:
-        """The jet model's loss on jets (B, 2, 5) given condition (B, 1)."""
+    def _per_draw(self, tensor: tf.Tensor | None) -> tf.Tensor | None:
+        """The rows of the jet loss: each event's row (B, ...) ``jet_noise_draws`` times in a row."""
+        if tensor is None or self.jet_noise_draws == 1:
+            return tensor
+        return tf.repeat(tensor, self.jet_noise_draws, axis=0)
+
+    def _event_weight(self, condition: tf.Tensor) -> tf.Tensor | None:
+        """(B,) the mjj weight of each event's condition (B, 1) in ``mjj_weight_table``; None without one."""
+        if self.mjj_weight_table is None:
+            return None
+        edges, weights = (tf.constant(values) for values in (self.mjj_weight_table.edges,
+                                                               self.mjj_weight_table.weights))
+        index = tf.searchsorted(edges[1:-1], tf.cast(condition[:, 0], edges.dtype), side="right")
+        return tf.gather(weights, tf.clip_by_value(index, 0, tf.size(weights) - 1))
+
+    def jet_loss(self, jets: tf.Tensor, condition: tf.Tensor, noise: NoiseStream, training: bool,
+                 event_weight: tf.Tensor | None = None) -> tf.Tensor:
+        """The jet model's loss on jets (B, 2, 5) given condition (B, 1), each event's term times
+        its ``event_weight`` (B,) if given."""
         raise NotImplementedError
 
     def particle_loss(self, particles: tf.Tensor, jets: tf.Tensor, condition: tf.Tensor, mask: tf.Tensor,
-                      noise: NoiseStream, training: bool) -> tf.Tensor:
-        """The particle model's loss over the real particles of (B, 2, P, 3) given their jets."""
+                      noise: NoiseStream, training: bool, jet_weight: tf.Tensor | None = None) -> tf.Tensor:
+        """The particle model's loss over the real particles of (B, 2, P, 3) given their jets, each
+        particle's term times its jet's ``jet_weight`` (2B,) (the rows of ``per_jet``) if given."""
         raise NotImplementedError
 
     # ------------------------------------------------------------------ training loop
@@ -220,6 +241,13 @@ def per_jet(particles, jets, condition, mask):
             tf.reshape(jets, (n_jets, jets.shape[-1])),
             tf.repeat(condition, 2, axis=0),
             tf.reshape(tf.cast(mask, tf.float32), (n_jets, npart)))
+
+
+def event_weighted(values: tf.Tensor, event_weight: tf.Tensor | None) -> tf.Tensor:
+    """values (B, ...) times event_weight (B,) along the first axis; values as they are without weights."""
+    if event_weight is None:
+        return values
+    return values * tf.reshape(event_weight, [-1] + [1] * (values.shape.rank - 1))
 
 
 def masked_mean_square(error: tf.Tensor, mask: tf.Tensor, weight: tf.Tensor | None = None) -> tf.Tensor:

@@ -37,7 +37,7 @@ import tensorflow as tf
 from lhco_diffusion.workflow import checkpoints
 from lhco_diffusion import distributed
 from lhco_diffusion.config import Config, TrainingConfig, expand
-from lhco_diffusion.data import dataset, selection, sources, transforms
+from lhco_diffusion.data import dataset, mjj_weights, selection, sources, transforms
 from lhco_diffusion.errors import InputError, TrainingDiverged
 from lhco_diffusion.files import atomic_output, recover
 from lhco_diffusion.models.build import build_generator
@@ -297,6 +297,10 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
     bucket_window = config.data.bucket_window if config.data.bucketing else None
     if bucket_window:
         model.real_particles_per_event = float(np.mean(data.train.mask.sum(axis=(1, 2))))
+    if settings.mjj_weight_power:
+        signal_region = transforms.condition(data.stats, np.asarray(config.data.signal_region))[:, 0]
+        model.mjj_weight_table = mjj_weights.condition_weight_table(data.train.condition[:, 0], tuple(signal_region),
+                                                                    settings.mjj_weight_power)
     # Horovod's allreduce has no XLA kernel in a default build: the distributed step runs as a graph.
     model.compile(optimizer=model_optimizer, jit_compile=settings.jit_compile and context.size == 1)
 

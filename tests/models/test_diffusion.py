@@ -7,7 +7,9 @@ import pytest
 import tensorflow as tf
 
 from lhco_diffusion import config as config_module
+from lhco_diffusion.data import mjj_weights
 from lhco_diffusion.models import diffusion, generator, layers, networks
+from lhco_diffusion.models.build import build_generator
 from lhco_diffusion.solvers import schedule
 from conftest import CONFIGS
 
@@ -207,3 +209,32 @@ def test_each_test_batch_draws_its_own_noise_the_same_in_every_epoch(tiny):
     assert test_loss(batch) == first
     assert abs(test_loss(nudged) - first) > 0.01 * first
     assert int(generator.evaluation_noise_step(batch)) < 0  # never a training step's noise
+
+
+@pytest.mark.parametrize("generator_name", ["diffusion", "flow_matching"])
+def test_mjj_weights_scale_each_events_terms_of_both_losses(test_config, generator_name):
+    """The losses are linear in the events' weights, the unweighted ones at weight 1, and the
+    weights act per event: moving all weight from one half of the batch to the other changes them."""
+    solver = {"diffusion": "ddim2", "flow_matching": "midpoint"}[generator_name]
+    config = config_module.from_dict(test_config.to_dict(), overrides=[
+        f"generator={generator_name}", f"sampling.solver={solver}", "training.jet_noise_draws=3"])
+    tf.keras.utils.set_random_seed(5)
+    model = build_generator(config)
+    particles, jets, _, mask = _events(8, 6, seed=8)
+    edges = np.linspace(-1.0, 1.0, mjj_weights.BINS + 1, dtype=np.float32)
+    condition = ((edges[:8] + edges[1:9]) / 2)[:, None]  # event i in bin i
+    batch = (particles, jets, condition, mask)
+
+    def losses(weights):
+        model.mjj_weight_table = None if weights is None else mjj_weights.ConditionWeightTable(
+            edges, np.asarray(weights, np.float32))
+        return {name: float(value) for name, value in model.losses(batch, generator.NoiseStream(4, 2), False).items()}
+
+    first_half = np.r_[np.full(4, 2.0), np.zeros(mjj_weights.BINS - 4)]
+    second_half = np.r_[np.zeros(4), np.full(4, 2.0), np.zeros(mjj_weights.BINS - 8)]
+    unweighted, ones = losses(None), losses(np.ones(mjj_weights.BINS))
+    first, second = losses(first_half), losses(second_half)
+    for name in generator.LOSS_NAMES:
+        assert ones[name] == pytest.approx(unweighted[name], rel=1e-5)
+        assert first[name] + second[name] == pytest.approx(2 * unweighted[name], rel=1e-5)
+        assert abs(first[name] - second[name]) > 1e-3 * unweighted[name]
