@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from lhco_diffusion.commands import train as train_command
+from lhco_diffusion.data import mjj_weights, transforms
 from lhco_diffusion.models.build import build_generator
 from lhco_diffusion.workflow import checkpoints, training
 from conftest import ROOT
@@ -82,6 +83,22 @@ def test_checkpoint_records_what_sampling_needs(test_config, processed_file, tmp
     assert restored.stats.jet_mean.shape == (5,)
     csv = (tmp_path / "run" / "training_log.csv").read_text().splitlines()
     assert csv[0].startswith("epoch") and len(csv) == 2
+
+
+class RecordWeightTable(tf.keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.table = self.model.mjj_weight_table
+
+
+def test_mjj_weighted_training_weighs_by_its_own_training_sideband(test_config, processed_file, tmp_path):
+    config = _config(test_config, tmp_path / "run", "training.epochs=1", "training.mjj_weight_power=0.5")
+    recorder = RecordWeightTable()
+    training.train(config, callbacks=[recorder])
+    data = training.training_data(config, processed_file)
+    signal_region = transforms.condition(data.stats, np.asarray(config.data.signal_region))[:, 0]
+    expected = mjj_weights.condition_weight_table(data.train.condition[:, 0], tuple(signal_region), 0.5)
+    np.testing.assert_array_equal(recorder.table.weights, expected.weights)
+    assert np.mean(expected.weights[expected.bin_of(data.train.condition[:, 0])]) == pytest.approx(1.0, rel=1e-5)
 
 
 @pytest.mark.parametrize("generator", GENERATORS)
