@@ -14,7 +14,7 @@ p_SB is a histogram of the training events' conditions (log mjj mapped to [-1, 1
 sideband, ``transforms.condition``) in ``BINS`` equal bins, each count divided by the part of
 its bin outside the signal region, which the sideband never fills.
 
-    table = condition_weight_table(train.condition[:, 0], signal_region=(-0.07, 0.12), power=0.5)
+    table = condition_weight_table(train.condition[:, 0], signal_region=(-0.07, 0.22), power=0.5)
     weights = table.weights[table.bin_of(condition)]
 """
 from __future__ import annotations
@@ -47,9 +47,9 @@ def condition_weight_table(condition: np.ndarray, signal_region: tuple[float, fl
     edges = np.linspace(-1.0, 1.0, BINS + 1)
     table = ConditionWeightTable(edges, np.zeros(BINS))
     counts = np.bincount(table.bin_of(condition), minlength=BINS)
-    in_signal_region = np.clip(np.minimum(edges[1:], signal_region[1]) - np.maximum(edges[:-1], signal_region[0]),
+    width_in_signal_region = np.clip(np.minimum(edges[1:], signal_region[1]) - np.maximum(edges[:-1], signal_region[0]),
                                0.0, None)
-    outside = np.diff(edges) - in_signal_region
+    outside = np.diff(edges) - width_in_signal_region
     filled = (counts > 0) & (outside > 0)
     weights = np.zeros(BINS)
     weights[filled] = (counts[filled] / outside[filled]) ** -power
