@@ -48,7 +48,7 @@ def condition_weight_table(condition: np.ndarray, signal_region: tuple[float, fl
     table = ConditionWeightTable(edges, np.zeros(BINS))
     counts = np.bincount(table.bin_of(condition), minlength=BINS)
     width_in_signal_region = np.clip(np.minimum(edges[1:], signal_region[1]) - np.maximum(edges[:-1], signal_region[0]),
-                               0.0, None)
+                                     0.0, None)
     outside = np.diff(edges) - width_in_signal_region
     filled = (counts > 0) & (outside > 0)
     weights = np.zeros(BINS)
