@@ -15,13 +15,14 @@ sideband, ``transforms.condition``) in ``BINS`` equal bins, each count divided b
 its bin outside the signal region, which the sideband never fills.
 
     table = condition_weight_table(train.condition[:, 0], signal_region=(-0.07, 0.22), power=0.5)
-    weights = table.weights[table.bin_of(condition)]
+    weights = table.weight_of(condition)
 """
 from __future__ import annotations
 
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
 
 BINS = 20
 
@@ -33,9 +34,11 @@ class ConditionWeightTable:
     edges: np.ndarray
     weights: np.ndarray
 
-    def bin_of(self, condition: np.ndarray) -> np.ndarray:
-        """(N,) bin index of each condition (N,), those beyond the edges in the outermost bins."""
-        return np.clip(np.searchsorted(self.edges[1:-1], condition, side="right"), 0, len(self.weights) - 1)
+    def weight_of(self, condition: tf.Tensor | np.ndarray) -> tf.Tensor:
+        """(N,) float32 weight of each condition (N,) by its bin, those beyond the edges in the
+        outermost bins. TensorFlow ops, so the training step looks it up inside its graph."""
+        index = tf.searchsorted(self.edges[1:-1], tf.cast(condition, tf.float32), side="right")
+        return tf.gather(self.weights, tf.clip_by_value(index, 0, len(self.weights) - 1))
 
 
 def condition_weight_table(condition: np.ndarray, signal_region: tuple[float, float],
@@ -45,8 +48,7 @@ def condition_weight_table(condition: np.ndarray, signal_region: tuple[float, fl
     Bins without events (inside the signal region) get weight 0."""
     condition = np.asarray(condition, np.float64).reshape(-1)
     edges = np.linspace(-1.0, 1.0, BINS + 1)
-    table = ConditionWeightTable(edges, np.zeros(BINS))
-    counts = np.bincount(table.bin_of(condition), minlength=BINS)
+    counts, _ = np.histogram(np.clip(condition, -1.0, 1.0), edges)  # those beyond the edges as in weight_of
     width_in_signal_region = np.clip(np.minimum(edges[1:], signal_region[1]) - np.maximum(edges[:-1], signal_region[0]),
                                      0.0, None)
     outside = np.diff(edges) - width_in_signal_region

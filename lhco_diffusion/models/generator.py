@@ -152,12 +152,7 @@ class GenerativeModel(tf.keras.Model):
 
     def _event_weight(self, condition: tf.Tensor) -> tf.Tensor | None:
         """(B,) the mjj weight of each event's condition (B, 1) in ``mjj_weight_table``; None without one."""
-        if self.mjj_weight_table is None:
-            return None
-        edges, weights = (tf.constant(values) for values in (self.mjj_weight_table.edges,
-                                                               self.mjj_weight_table.weights))
-        index = tf.searchsorted(edges[1:-1], tf.cast(condition[:, 0], edges.dtype), side="right")
-        return tf.gather(weights, tf.clip_by_value(index, 0, tf.size(weights) - 1))
+        return None if self.mjj_weight_table is None else self.mjj_weight_table.weight_of(condition[:, 0])
 
     def jet_loss(self, jets: tf.Tensor, condition: tf.Tensor, noise: NoiseStream, training: bool,
                  event_weight: tf.Tensor | None = None) -> tf.Tensor:

@@ -13,10 +13,6 @@ def _outside_signal_region(condition: np.ndarray) -> np.ndarray:
     return condition[(condition < SIGNAL_REGION[0]) | (condition >= SIGNAL_REGION[1])]
 
 
-def _event_weights(table: mjj_weights.ConditionWeightTable, condition: np.ndarray) -> np.ndarray:
-    return table.weights[table.bin_of(condition)]
-
-
 @pytest.mark.parametrize("power", [0.5, 1.0])
 def test_a_flat_sideband_gets_unit_weights_even_in_the_bins_the_signal_region_cuts(power):
     condition = _outside_signal_region(np.linspace(-1.0, 1.0, 400_001)[:-1])
@@ -33,7 +29,7 @@ def test_a_falling_spectrum_gets_its_density_to_the_minus_power_with_mean_one(po
     quantiles = (np.arange(200_000) + 0.5) / 200_000
     condition = _outside_signal_region(-np.log(np.exp(k) - quantiles * (np.exp(k) - np.exp(-k))) / k)
     table = mjj_weights.condition_weight_table(condition, SIGNAL_REGION, power)
-    weights = _event_weights(table, condition)
+    weights = table.weight_of(condition).numpy()
     assert np.mean(weights) == pytest.approx(1.0, rel=1e-5)
     filled = table.weights > 0
     centres = (table.edges[1:] + table.edges[:-1])[filled] / 2
@@ -43,5 +39,9 @@ def test_a_falling_spectrum_gets_its_density_to_the_minus_power_with_mean_one(po
 
 
 def test_conditions_beyond_the_edges_fall_in_the_outermost_bins():
-    table = mjj_weights.condition_weight_table(np.linspace(-1, 1, 1001), (0.0, 0.0), 1.0)
-    np.testing.assert_array_equal(table.bin_of(np.array([-1.5, -1.0, 0.999, 1.0, 2.0])), [0, 0, 19, 19, 19])
+    table = mjj_weights.ConditionWeightTable(np.linspace(-1, 1, mjj_weights.BINS + 1, dtype=np.float32),
+                                             np.arange(mjj_weights.BINS, dtype=np.float32))
+    np.testing.assert_array_equal(table.weight_of(np.array([-1.5, -1.0, -0.91, -0.9, 0.999, 1.0, 2.0])),
+                                  [0, 0, 0, 1, 19, 19, 19])
+    counted = mjj_weights.condition_weight_table(np.array([-1.5, -0.95, 0.55, 2.0]), (0.0, 0.0), 1.0)
+    np.testing.assert_allclose(counted.weights[[0, 15, 19]], [2 / 3, 4 / 3, 4 / 3], rtol=1e-6)  # counts 2, 1, 1
