@@ -46,9 +46,10 @@ def condition_weight_table(condition: np.ndarray, signal_region: tuple[float, fl
     """The table of w ~ p_SB^-power for the training events' ``condition`` (N,), normalised to a
     mean weight of 1 over them; ``signal_region`` is its (low, high) edge in condition units.
     Bins without events (inside the signal region) get weight 0."""
-    condition = np.asarray(condition, np.float64).reshape(-1)
-    edges = np.linspace(-1.0, 1.0, BINS + 1)
-    counts, _ = np.histogram(np.clip(condition, -1.0, 1.0), edges)  # those beyond the edges as in weight_of
+    condition = np.asarray(condition, np.float32).reshape(-1)
+    lookup_edges = np.linspace(-1.0, 1.0, BINS + 1, dtype=np.float32)
+    counts, _ = np.histogram(np.clip(condition, -1.0, 1.0), lookup_edges)  # binned exactly as weight_of bins
+    edges = lookup_edges.astype(np.float64)
     width_in_signal_region = np.clip(np.minimum(edges[1:], signal_region[1]) - np.maximum(edges[:-1], signal_region[0]),
                                      0.0, None)
     outside = np.diff(edges) - width_in_signal_region
@@ -56,4 +57,4 @@ def condition_weight_table(condition: np.ndarray, signal_region: tuple[float, fl
     weights = np.zeros(BINS)
     weights[filled] = (counts[filled] / outside[filled]) ** -power
     weights /= np.sum(counts * weights) / len(condition)
-    return ConditionWeightTable(edges.astype(np.float32), weights.astype(np.float32))
+    return ConditionWeightTable(lookup_edges, weights.astype(np.float32))

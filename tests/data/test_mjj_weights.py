@@ -45,3 +45,15 @@ def test_conditions_beyond_the_edges_fall_in_the_outermost_bins():
                                   [0, 0, 0, 1, 19, 19, 19])
     counted = mjj_weights.condition_weight_table(np.array([-1.5, -0.95, 0.55, 2.0]), (0.0, 0.0), 1.0)
     np.testing.assert_allclose(counted.weights[[0, 15, 19]], [2 / 3, 4 / 3, 4 / 3], rtol=1e-6)  # counts 2, 1, 1
+
+
+def test_the_table_counts_a_condition_on_an_edge_in_the_bin_weight_of_finds_it_in():
+    """Conditions exactly on the float32 edges, some of which round below their float64 values:
+    every one is counted where it is looked up, so none gets weight 0 and they average exactly 1."""
+    exact_edges = np.linspace(-1.0, 1.0, mjj_weights.BINS + 1)[1:-1]
+    on_edges = exact_edges.astype(np.float32)
+    assert np.any(on_edges < exact_edges)
+    table = mjj_weights.condition_weight_table(on_edges, (0.0, 0.0), 1.0)
+    weights = table.weight_of(on_edges).numpy()
+    assert np.all(weights > 0.0)
+    assert np.mean(weights) == pytest.approx(1.0, rel=1e-6)
