@@ -138,8 +138,11 @@ class TransformsConfig:
     # absolute: each jet's eta (the paper) | gap: the leading jet's eta slot carries the two jets'
     # mean eta and the partner's their eta difference divided by the largest difference the
     # leading-jet selection allows at the event's mjj (see ``transforms.eta_gap_bound``), so the
-    # sharp edge of the difference sits near 1 at every mjj instead of moving with it
-    jet_eta: str = one_of("absolute", "gap", default="absolute")
+    # sharp edge of the difference sits near 1 at every mjj instead of moving with it | selection:
+    # the same boost, and the logit of the difference over the exact bound of the event's own jets
+    # (``transforms.selection_gap_bound``), so that with sampling.exact_mjj every generated event
+    # passes the selection and the leading-jet pT edge is no cliff to the model
+    jet_eta: str = one_of("absolute", "gap", "selection", default="absolute")
 
 
 @dataclass(frozen=True)

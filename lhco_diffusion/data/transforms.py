@@ -42,6 +42,17 @@ signal region smears it; in Pythia dijets |eta_1 - eta_2| / B has the same 10, 5
 quantiles within a few per cent at every mjj above 2.65 TeV (0.2 keeps B positive below 2 pT_min,
 where the leading jet only passes with an unbalanced partner).
 
+With ``transforms.jet_eta: selection`` the separation is instead divided by the exact bound of its
+own event (``selection_gap_bound``): the separation at which that event, its boost, azimuths, pT
+ratio and masses over pT kept and scaled to its mjj as ``sampling.exact_mjj`` scales generated
+events, has its leading jet exactly at pT_min. The fraction f of the bound lies in (0, 1) exactly
+when the scaled leading jet passes the selection, and the model sees logit(f). In data the leading
+jet's pT spectrum is a cliff at pT_min, at f = 1; a diffusion model smooths a cliff, and the
+generated events beyond it fail the selection and are drawn again, which left the first 2 % above
+pT_min at half the data's density (Pythia, P = 30). Under the logit the cliff is an exponential
+tail, and every generated event scaled to its mjj passes the selection by construction (without
+``exact_mjj`` the generated pT decide, and the guarantee does not hold).
+
 The jets are standardised with one set of statistics for both (``transforms.jet_statistics:
 pooled``) or with one per jet (``per_jet``: the leading jet and its partner each get their own
 means and widths). After the event rotation below the pooled width of the jet phi is about pi/2,
@@ -75,7 +86,7 @@ import os
 import numpy as np
 
 from lhco_diffusion.config import TransformsConfig
-from lhco_diffusion.data.kinematics import wrap_phi
+from lhco_diffusion.data.kinematics import dijet_mass, wrap_phi
 from lhco_diffusion.data.layout import N_INDEX, N_JET_FEATURES
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
@@ -87,6 +98,10 @@ N_CLOSURE_FEATURES = 3  # log S, c_eta, c_phi
 MIN_STD = 1.0e-6  # width floor: a feature that never varies (per jet, the leading jet's phi) stays at 0
 ETA_GAP_OFFSET = 0.2  # added to the selection's eta-separation bound, so it stays positive
 ETA = 1  # index of eta among the jet features
+GAP_FEATURES = {"gap": "scaled", "selection": "selection"}  # transforms.jet_eta -> Stats.eta_gap
+GAP_FRACTION_EPSILON = 1.0e-6  # the selection gap's fraction of its bound is clipped to [eps, 1 - eps]
+MAX_SELECTION_GAP = 40.0  # the selection bound's bisection interval, [0, 40]; in data it is below 5
+BISECTIONS = 60  # halvings of that interval: 40 / 2^60, below float64 rounding
 
 
 @dataclasses.dataclass
@@ -102,7 +117,8 @@ class Stats:
     pt_rel_epsilon: float
     pt_rel_transform: str = "log_one_minus"  # log(1 - pT_rel) (the paper) or "log": log(pT_rel)
     constituent_closure: bool = False  # jets carry (log S, c_eta, c_phi); particles are relative to them
-    eta_gap_pt: float = 0.0  # > 0: the eta slots carry the boost and the scaled gap, B from this pT_min [GeV]
+    eta_gap_pt: float = 0.0  # > 0: the eta slots carry the boost and the gap, bounded by this pT_min [GeV]
+    eta_gap: str = "scaled"  # the gap feature: "scaled" (over B(mjj)) or "selection" (the logit over its own bound)
 
     @property
     def n_jet_features(self) -> int:
@@ -159,13 +175,15 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
     of ``jet_eta: gap``, which needs it."""
     if len(events) == 0:
         raise InputError("cannot fit the transforms on an empty event sample")
-    if transforms_config.jet_eta == "gap" and min_leading_jet_pt <= 0:
-        raise InputError("transforms.jet_eta: gap needs a leading-jet pT threshold above 0 (data.min_leading_jet_pt)")
+    if transforms_config.jet_eta in GAP_FEATURES and min_leading_jet_pt <= 0:
+        raise InputError(f"transforms.jet_eta: {transforms_config.jet_eta} needs a leading-jet pT threshold above 0 "
+                         "(data.min_leading_jet_pt)")
     epsilon, pt_rel_transform = transforms_config.pt_rel_epsilon, transforms_config.pt_rel_transform
     closure = transforms_config.constituent_closure
-    eta_gap_pt = float(min_leading_jet_pt) if transforms_config.jet_eta == "gap" else 0.0
+    eta_gap_pt = float(min_leading_jet_pt) if transforms_config.jet_eta in GAP_FEATURES else 0.0
+    eta_gap = GAP_FEATURES.get(transforms_config.jet_eta, "scaled")
     mask = events.mask
-    jets, particles = _features(events, closure, eta_gap_pt)
+    jets, particles = _features(events, closure, eta_gap_pt, eta_gap)
     if transforms_config.jet_statistics == "pooled":
         jets = jets.reshape(-1, jets.shape[-1])
     particles = _particle_features(particles, mask, epsilon, pt_rel_transform)[mask]
@@ -182,13 +200,14 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
         pt_rel_transform=pt_rel_transform,
         constituent_closure=closure,
         eta_gap_pt=eta_gap_pt,
+        eta_gap=eta_gap,
     )
 
 
 def to_model(stats: Stats, events: Events) -> ModelInputs:
     """Standardised network inputs of physical ``events``."""
     mask = events.mask
-    jets, particles = _features(events, stats.constituent_closure, stats.eta_gap_pt)
+    jets, particles = _features(events, stats.constituent_closure, stats.eta_gap_pt, stats.eta_gap)
     jets = (jets - stats.jet_mean) / stats.jet_std
     particles = _particle_features(particles, mask, stats.pt_rel_epsilon, stats.pt_rel_transform)
     particles = particles - stats.particle_mean
@@ -233,10 +252,10 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
         physical_particles = _reopened(physical_particles, np.exp(log_sum) / generated_sum,
                                        centroid - generated_centroid, mask)
         physical_particles[..., 0] = np.clip(physical_particles[..., 0], epsilon, 1.0 - epsilon) * mask
-    if stats.eta_gap_pt > 0:
-        jet_values[..., ETA] = _absolute_eta(jet_values[..., ETA], mjj, stats.eta_gap_pt)
     log_pt_fraction, eta, phi, log_mass_fraction = np.moveaxis(jet_values[..., :N_INDEX], -1, 0)
     pt, mass = np.exp(log_pt_fraction) * mjj[:, None], np.exp(log_mass_fraction) * mjj[:, None]
+    if stats.eta_gap_pt > 0:
+        eta = _absolute_eta(eta, np.stack([pt, eta, phi, mass], axis=-1), mjj, stats.eta_gap_pt, stats.eta_gap)
     phi = wrap_phi(phi + np.asarray(event_azimuth, np.float64)[:, None])
     physical_jets = np.stack([pt, eta, phi, mass, mask.sum(axis=-1)], axis=-1)
     if event_mirror is not None:
@@ -299,16 +318,59 @@ def eta_gap_bound(mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
     return 2.0 * np.arccosh(ratio) + ETA_GAP_OFFSET
 
 
-def _boost_and_gap(eta: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
-    """(N, 2): (mean eta, eta difference / B(mjj)) of the jets' ``eta`` (N, 2)."""
-    bound = eta_gap_bound(mjj, min_leading_jet_pt)
-    return np.stack([eta.mean(axis=-1), (eta[:, 0] - eta[:, 1]) / bound], axis=-1)
+def selection_gap_bound(jets: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
+    """(N,) the eta separation eta_1 - eta_2 at which the jets (N, 2, >=4) [pT, eta, phi, mass],
+    scaled to dijet mass ``mjj`` (N,) [GeV] as ``sampling.exact_mjj`` scales them, have a first jet
+    of pT ``min_leading_jet_pt`` [GeV]. Their mean eta, azimuths, pT ratio and masses over pT are
+    kept; their own separation is ignored. At fixed pT the dijet mass grows with the separation,
+    so the scaled first jet is above the threshold exactly when the separation is below the bound;
+    0 where it is below at every separation."""
+    jets = np.asarray(jets, np.float64)
+    first_pt = jets[:, :1, 0]
+    pt, phi, mass = jets[..., 0] / first_pt, jets[..., 2], jets[..., 3] / first_pt
+    boost = jets[..., ETA].mean(axis=1)
+    target = np.asarray(mjj, np.float64) / min_leading_jet_pt  # the dijet mass at a first-jet pT of 1
+
+    def dijet_mass_at(separation):
+        eta = boost[:, None] + 0.5 * separation[:, None] * np.array([1.0, -1.0])
+        return dijet_mass(np.stack([pt, eta, phi, mass], axis=-1))
+
+    low, high = np.zeros(len(jets)), np.full(len(jets), MAX_SELECTION_GAP)
+    for _ in range(BISECTIONS):
+        middle = 0.5 * (low + high)
+        below = dijet_mass_at(middle) < target
+        low, high = np.where(below, middle, low), np.where(below, high, middle)
+    return np.where(dijet_mass_at(np.zeros(len(jets))) < target, 0.5 * (low + high), 0.0)
 
 
-def _absolute_eta(boost_and_gap: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
-    """(N, 2) the jets' eta; the inverse of ``_boost_and_gap``."""
-    half_gap = 0.5 * boost_and_gap[:, 1] * eta_gap_bound(mjj, min_leading_jet_pt)
-    return np.stack([boost_and_gap[:, 0] + half_gap, boost_and_gap[:, 0] - half_gap], axis=-1)
+def _boost_and_gap(jets: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float, eta_gap: str) -> np.ndarray:
+    """(N, 2): (mean eta, gap) of the physical ``jets`` (N, 2, >=4), reflected so that
+    eta_1 >= eta_2; the gap is (eta_1 - eta_2) / B(mjj) ("scaled") or the logit of
+    (eta_1 - eta_2) / ``selection_gap_bound`` ("selection")."""
+    eta = jets[..., ETA]
+    separation = eta[:, 0] - eta[:, 1]
+    if eta_gap == "selection":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fraction = np.clip(separation / selection_gap_bound(jets, mjj, min_leading_jet_pt),
+                               GAP_FRACTION_EPSILON, 1.0 - GAP_FRACTION_EPSILON)
+        gap = np.log(fraction) - np.log1p(-fraction)
+    else:
+        gap = separation / eta_gap_bound(mjj, min_leading_jet_pt)
+    return np.stack([eta.mean(axis=-1), gap], axis=-1)
+
+
+def _absolute_eta(boost_and_gap: np.ndarray, jets: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float,
+                  eta_gap: str) -> np.ndarray:
+    """(N, 2) the jets' eta; the inverse of ``_boost_and_gap``, which the "selection" gap
+    needs the jets' (N, 2, 4) pT, phi and mass for (their eta columns are not read)."""
+    boost, gap = boost_and_gap[:, 0], boost_and_gap[:, 1]
+    if eta_gap == "selection":
+        shape = np.array(jets, np.float64)
+        shape[..., ETA] = boost[:, None]
+        separation = selection_gap_bound(shape, mjj, min_leading_jet_pt) / (1.0 + np.exp(-gap))
+    else:
+        separation = gap * eta_gap_bound(mjj, min_leading_jet_pt)
+    return np.stack([boost + 0.5 * separation, boost - 0.5 * separation], axis=-1)
 
 
 def closure(particles: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -329,19 +391,19 @@ def _reopened(particles: np.ndarray, scale: np.ndarray, shift: np.ndarray, mask:
     return scaled * mask[..., None]
 
 
-def _features(events: Events, constituent_closure: bool,
-              eta_gap_pt: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+def _features(events: Events, constituent_closure: bool, eta_gap_pt: float = 0.0,
+              eta_gap: str = "scaled") -> tuple[np.ndarray, np.ndarray]:
     """(jets (N, 2, F) float64 before standardisation, physical particles (N, 2, P, 3) to transform):
     with the closure, the jets gain (log S, c_eta, c_phi) and every jet's particles are closed: pT_rel
     divided by S and (deta, dphi) moved by -c, so that S = 1 and c = 0 exactly; with
     ``eta_gap_pt`` > 0 the events are reflected to a non-negative gap first (``mirrored``) and
-    the eta slots carry the boost and the scaled gap (``_boost_and_gap``)."""
+    the eta slots carry the boost and the ``eta_gap`` feature (``_boost_and_gap``)."""
     physical_jets, particles = events.jets, events.particles
     if eta_gap_pt > 0:
         physical_jets, particles = _reflected(physical_jets, particles, _leading_jet_backward(physical_jets))
     jets = _jet_features(physical_jets, events.mjj)
     if eta_gap_pt > 0:
-        jets[..., ETA] = _boost_and_gap(jets[..., ETA], np.asarray(events.mjj, np.float64), eta_gap_pt)
+        jets[..., ETA] = _boost_and_gap(physical_jets, np.asarray(events.mjj, np.float64), eta_gap_pt, eta_gap)
     if not constituent_closure:
         return jets, particles
     mask = events.mask

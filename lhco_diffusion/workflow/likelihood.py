@@ -49,7 +49,8 @@ def event_log_likelihood(model, stats: transforms.Stats, events: Events, exact: 
     add a constant per dimension (-log std; per jet -N_j sum_k log particle_std_k, a constant in
     the score) plus, per event, -log(1 - pT_rel) for every particle and -log pT - log m for every jet
     (with ``transforms.jet_eta: gap`` also -log B(mjj) for the scaled eta separation and -log 2
-    for the reflection onto a positive one).
+    for the reflection onto a positive one; with ``selection`` the separation's bound and the
+    logit's derivative instead of B).
     The networks are the models' EMA copies (``model.sampling_velocities``).
 
     exact: exact divergence for the particle model too (``batch`` x 3P x 3P per jet: fine for

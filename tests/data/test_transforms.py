@@ -290,3 +290,63 @@ def test_eta_gap_carries_boost_and_scaled_separation_and_inverts_exactly(events,
     assert 0.3 < mirror.mean() < 0.7
     with pytest.raises(InputError, match="threshold"):
         transforms.fit(sideband, settings, test_config.data.sideband, min_leading_jet_pt=0.0)
+
+
+def test_selection_gap_bound_puts_the_scaled_leading_jet_at_the_threshold():
+    """Massless back-to-back jets of pT ratio b have mjj^2 = 2 b pT_1^2 (cosh d + 1): at the bound the
+    event scaled to its mjj has pT_1 = T, which for b = 1 is B(mjj) without the offset. Massive
+    jets at an angle: the jets placed at the bound and scaled to mjj have their first jet at T
+    exactly; 0 where even zero separation leaves it below T."""
+    b = np.array([1.0, 1.0, 0.6, 0.9])
+    mjj = np.array([2600.0, 3500.0, 3500.0, 5000.0])
+    jets = np.zeros((4, 2, 4))
+    jets[:, 0, 0], jets[:, 1, 0], jets[:, 1, 2] = 1500.0, 1500.0 * b, np.pi
+    jets[:, :, 1] = 0.4  # a boost, and a separation the bound ignores
+    np.testing.assert_allclose(transforms.selection_gap_bound(jets, mjj, 1200.0),
+                               np.arccosh((mjj / 1200.0) ** 2 / (2 * b) - 1), rtol=1e-12)
+    np.testing.assert_allclose(transforms.selection_gap_bound(jets[:2], mjj[:2], 1200.0),
+                               transforms.eta_gap_bound(mjj[:2], 1200.0) - transforms.ETA_GAP_OFFSET, rtol=1e-12)
+
+    massive = np.array([[[1700.0, 0.9, 0.1, 250.0], [1100.0, -0.2, 2.9, 90.0]]] * 2)
+    mjj = np.array([3400.0, 1800.0])
+    bound = transforms.selection_gap_bound(massive, mjj, 1200.0)
+    assert bound[0] > 0 and bound[1] == 0.0
+    at_bound = massive[:1].copy()
+    at_bound[0, :, 1] = massive[0, :, 1].mean() + 0.5 * bound[0] * np.array([1.0, -1.0])
+    assert kinematics.scaled_to_dijet_mass(at_bound, mjj[:1])[0, 0, 0] == pytest.approx(1200.0, rel=1e-10)
+
+
+def test_selection_gap_inverts_exactly_and_every_generated_event_passes_the_selection(events, test_config):
+    """transforms.jet_eta=selection: the boost as under gap, the partner's slot the logit of the
+    separation over the event's own bound; the round trip is exact, and any model-space jets at all,
+    scaled to their mjj, have a leading jet above the threshold (the gap transform cannot promise it)."""
+    threshold = test_config.data.min_leading_jet_pt
+    sideband = events.select(regions.sideband_mask(events.mjj, test_config.data) & (events.label == 0))
+    settings = {name: test_config.transforms.__class__(jet_statistics="per_jet", jet_eta=name)
+                for name in ("gap", "selection")}
+    stats = {name: transforms.fit(sideband, value, test_config.data.sideband, threshold)
+             for name, value in settings.items()}
+    assert stats["selection"].eta_gap == "selection" and stats["gap"].eta_gap == "scaled"
+    inputs = transforms.to_model(stats["selection"], events)
+    features = inputs.jets * stats["selection"].jet_std + stats["selection"].jet_mean
+    mirror = transforms.mirrored(stats["selection"], events.jets)
+    reflected = events.jets.astype(np.float64)
+    reflected[mirror, :, 1] *= -1  # the leading jet forward, as the model sees the events
+    bound = transforms.selection_gap_bound(reflected, events.mjj, threshold)
+    fraction = (reflected[:, 0, 1] - reflected[:, 1, 1]) / bound
+    assert np.all((fraction > 0) & (fraction < 1))
+    np.testing.assert_allclose(features[:, 1, 1], np.log(fraction / (1 - fraction)), atol=1e-4)
+    back = transforms.to_physical(stats["selection"], inputs.particles, inputs.jets, events.mjj, inputs.mask,
+                                  transforms.azimuth(events.jets), mirror)
+    np.testing.assert_allclose(back.jets, events.jets, rtol=1e-5, atol=1e-5)
+
+    rng = np.random.default_rng(3)
+    generated = rng.standard_normal(inputs.jets.shape).astype(np.float32)
+    physical = {name: transforms.to_physical(stats[name], inputs.particles, generated, events.mjj, inputs.mask,
+                                             np.zeros(len(events))) for name in stats}
+    leading_pt = {name: kinematics.scaled_to_dijet_mass(value.jets, events.mjj)[..., 0].max(axis=1)
+                  for name, value in physical.items()}
+    admissible = transforms.selection_gap_bound(physical["selection"].jets, events.mjj, threshold) > 0
+    assert admissible.mean() > 0.98  # the rest pass at no separation (a heavy jet, a small |delta phi|)
+    assert np.all(leading_pt["selection"][admissible] > threshold * (1 - 1e-6))  # float32 events
+    assert np.mean(leading_pt["gap"][admissible] < threshold) > 0.02

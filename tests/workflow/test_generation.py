@@ -52,20 +52,22 @@ def test_events_that_never_pass_are_kept_with_a_warning():
     np.testing.assert_array_equal(np.flatnonzero(~generation.passes_selection(events, CUT)), [3, 17])
 
 
-def test_a_generator_with_the_closure_and_the_eta_gap_trains_reloads_and_generates(test_config, processed_file, tmp_path):
-    """transforms.constituent_closure and transforms.jet_eta=gap end to end: 8 model features per
-    jet and the eta-gap threshold from training through the checkpoint to generation, which gives
-    valid events, reflected in eta at random (both jets' order in eta occurs)."""
+@pytest.mark.parametrize("jet_eta, eta_gap", [("gap", "scaled"), ("selection", "selection")])
+def test_a_generator_with_the_closure_and_the_eta_gap_trains_reloads_and_generates(test_config, processed_file, tmp_path,
+                                                                                   jet_eta, eta_gap):
+    """transforms.constituent_closure and transforms.jet_eta=gap or selection end to end: 8 model
+    features per jet and the eta-gap threshold and kind from training through the checkpoint to
+    generation, which gives valid events, reflected in eta at random (both jets' order in eta occurs)."""
     from lhco_diffusion import config as config_module
     from lhco_diffusion.data import processed
     from lhco_diffusion.workflow import checkpoints, training
 
     config = config_module.from_dict(test_config.to_dict(), "test.yaml", [
         f"paths.run_dir={tmp_path}", "training.steps_per_epoch=4", "training.epochs=1",
-        "transforms.constituent_closure=true", "transforms.jet_eta=gap"])
+        "transforms.constituent_closure=true", f"transforms.jet_eta={jet_eta}"])
     checkpoint = checkpoints.load(training.train(config)["best"])
     assert checkpoint.stats.n_jet_features == 8
-    assert checkpoint.stats.eta_gap_pt == config.data.min_leading_jet_pt
+    assert checkpoint.stats.eta_gap_pt == config.data.min_leading_jet_pt and checkpoint.stats.eta_gap == eta_gap
     events = generation.generate_events(checkpoint.model, checkpoint.stats, np.linspace(3300.0, 3700.0, 40),
                                         config.data.npart, "dpm2m", 4, seed=2)
     processed.validate(events)
