@@ -100,7 +100,7 @@ ETA_GAP_OFFSET = 0.2  # added to the selection's eta-separation bound, so it sta
 ETA = 1  # index of eta among the jet features
 GAP_FEATURES = {"gap": "scaled", "selection": "selection"}  # transforms.jet_eta -> Stats.eta_gap
 GAP_FRACTION_EPSILON = 1.0e-6  # the selection gap's fraction of its bound is clipped to [eps, 1 - eps]
-MAX_SELECTION_GAP = 40.0  # the selection bound's bisection interval, [0, 40]; in data it is below 5
+MAX_SELECTION_GAP = 40.0  # the selection bound's bisection interval, [0, 40], far beyond any dijet's
 BISECTIONS = 56  # halvings of that interval: 40 / 2^56, float64 rounding
 
 
@@ -352,9 +352,9 @@ def _boost_and_gap(jets: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float,
     eta = jets[..., ETA]
     separation = eta[:, 0] - eta[:, 1]
     if eta_gap == "selection":
-        with np.errstate(divide="ignore", invalid="ignore"):
-            fraction = np.clip(separation / selection_gap_bound(jets, mjj, min_leading_jet_pt),
-                               GAP_FRACTION_EPSILON, 1.0 - GAP_FRACTION_EPSILON)
+        bound = selection_gap_bound(jets, mjj, min_leading_jet_pt)  # 0 only for events no selection passes
+        fraction = np.divide(separation, bound, out=np.ones_like(separation), where=bound > 0)
+        fraction = np.clip(fraction, GAP_FRACTION_EPSILON, 1.0 - GAP_FRACTION_EPSILON)
         gap = np.log(fraction) - np.log1p(-fraction)
     else:
         gap = separation / eta_gap_bound(mjj, min_leading_jet_pt)
