@@ -14,8 +14,8 @@ Solvers and step counts are those of the model's process: ``solvers.sampling`` f
 ``solvers.flow`` for flow matching (``sampling.solver``, ``sampling.num_steps``); the networks
 are the models' EMA copies. Generated particles are sorted by pT within each jet, as prepared data are, and new events are rotated about the beam
 by a uniformly random angle (the models work in each event's frame, see ``data.transforms``);
-under ``transforms.jet_eta: gap`` or ``selection`` they are also reflected in eta (eta -> -eta) with probability 1/2,
-and partially diffused events keep their own orientation.
+under ``transforms.jet_eta: gap`` or ``selection`` they are also reflected in eta (eta -> -eta)
+with probability 1/2, and partially diffused events keep their own orientation.
 
 With ``bucket_size`` the particle sampler runs over multiplicity buckets
 (``data.dataset.multiplicity_buckets``): events ordered by their longest jet, ``bucket_size`` at
