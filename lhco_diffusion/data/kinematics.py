@@ -28,11 +28,18 @@ def wrap_phi(phi):
     return np.mod(np.asarray(phi) + np.pi, 2 * np.pi) - np.pi
 
 
+def dijet_mass_squared(pt, eta, phi, mass) -> np.ndarray:
+    """(...) squared invariant mass [GeV^2] of two jets, each argument (..., 2) per jet: pT [GeV],
+    pseudorapidity, azimuth and mass [GeV]; m1^2 + m2^2 + 2 (E1 E2 - pz1 pz2 - pT1 pT2 cos dphi)."""
+    pt, eta, phi, mass = np.broadcast_arrays(*(np.asarray(x, np.float64) for x in (pt, eta, phi, mass)))
+    pz, energy = pt * np.sinh(eta), np.sqrt((pt * np.cosh(eta)) ** 2 + mass**2)
+    transverse = pt[..., 0] * pt[..., 1] * np.cos(phi[..., 0] - phi[..., 1])
+    return (mass**2).sum(axis=-1) + 2.0 * (energy[..., 0] * energy[..., 1] - pz[..., 0] * pz[..., 1] - transverse)
+
+
 def dijet_mass(jets: np.ndarray) -> np.ndarray:
     """(B,) invariant mass [GeV] of the two jets (B, 2, >=4) [pT, eta, phi, mass, ...]."""
-    jets = np.asarray(jets, np.float64)
-    dijet = four_vectors(*np.moveaxis(jets[..., :4], -1, 0)).sum(axis=1)
-    return pt_eta_phi_mass(dijet)[:, 3]
+    return np.sqrt(np.maximum(dijet_mass_squared(*np.moveaxis(np.asarray(jets)[..., :4], -1, 0)), 0.0))
 
 
 def scaled_to_dijet_mass(jets: np.ndarray, mjj: np.ndarray) -> np.ndarray:

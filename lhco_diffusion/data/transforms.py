@@ -86,7 +86,7 @@ import os
 import numpy as np
 
 from lhco_diffusion.config import TransformsConfig
-from lhco_diffusion.data.kinematics import wrap_phi
+from lhco_diffusion.data.kinematics import dijet_mass_squared, wrap_phi
 from lhco_diffusion.data.layout import N_INDEX, N_JET_FEATURES
 from lhco_diffusion.data.processed import Events
 from lhco_diffusion.errors import InputError
@@ -318,31 +318,28 @@ def eta_gap_bound(mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
     return 2.0 * np.arccosh(ratio) + ETA_GAP_OFFSET
 
 
-def selection_gap_bound(jets: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
-    """(N,) the eta separation eta_1 - eta_2 at which the jets (N, 2, >=4) [pT, eta, phi, mass],
-    scaled to dijet mass ``mjj`` (N,) [GeV] as ``sampling.exact_mjj`` scales them, have a first jet
-    of pT ``min_leading_jet_pt`` [GeV]. Their mean eta, azimuths, pT ratio and masses over pT are
-    kept; their own separation is ignored. At fixed pT the dijet mass grows with the separation,
-    so the scaled first jet is above the threshold exactly when the separation is below the bound;
-    0 where it is below at every separation."""
+def selection_gap_bound(jets: np.ndarray, boost: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float) -> np.ndarray:
+    """(N,) the eta separation eta_1 - eta_2 at which the jets (N, 2, >=4) [pT, eta, phi, mass]
+    with mean eta ``boost`` (N,), scaled to dijet mass ``mjj`` (N,) [GeV] as ``sampling.exact_mjj``
+    scales them, have a first jet of pT ``min_leading_jet_pt`` [GeV]. Their azimuths, pT ratio and
+    masses over pT are kept; their eta column is not read. At fixed pT the dijet mass grows with the
+    separation, so the scaled first jet is above the threshold exactly when the separation is below
+    the bound; 0 where it is below at every separation."""
     jets = np.asarray(jets, np.float64)
     pt = jets[..., 0] / jets[:, :1, 0]  # the first jet's pT is the unit
-    mass_squared = (jets[..., 3] / jets[:, :1, 0]) ** 2
-    transverse_product = pt[:, 0] * pt[:, 1] * np.cos(jets[:, 0, 2] - jets[:, 1, 2])
-    boost = jets[..., ETA].mean(axis=1)
+    phi, mass = jets[..., 2], jets[..., 3] / jets[:, :1, 0]
     target = (np.asarray(mjj, np.float64) / min_leading_jet_pt) ** 2  # mjj^2 at a first-jet pT of 1
 
-    def dijet_mass_squared_at(separation):
+    def below_target(separation):
         eta = boost[:, None] + 0.5 * separation[:, None] * np.array([1.0, -1.0])
-        pz, energy = pt * np.sinh(eta), np.sqrt((pt * np.cosh(eta)) ** 2 + mass_squared)
-        return mass_squared.sum(axis=1) + 2.0 * (energy[:, 0] * energy[:, 1] - pz[:, 0] * pz[:, 1] - transverse_product)
+        return dijet_mass_squared(pt, eta, phi, mass) < target
 
     low, high = np.zeros(len(jets)), np.full(len(jets), MAX_SELECTION_GAP)
     for _ in range(BISECTIONS):
         middle = 0.5 * (low + high)
-        below = dijet_mass_squared_at(middle) < target
+        below = below_target(middle)
         low, high = np.where(below, middle, low), np.where(below, high, middle)
-    return np.where(dijet_mass_squared_at(np.zeros(len(jets))) < target, 0.5 * (low + high), 0.0)
+    return np.where(below_target(np.zeros(len(jets))), 0.5 * (low + high), 0.0)
 
 
 def _boost_and_gap(jets: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float, eta_gap: str) -> np.ndarray:
@@ -352,7 +349,7 @@ def _boost_and_gap(jets: np.ndarray, mjj: np.ndarray, min_leading_jet_pt: float,
     eta = jets[..., ETA]
     separation = eta[:, 0] - eta[:, 1]
     if eta_gap == "selection":
-        bound = selection_gap_bound(jets, mjj, min_leading_jet_pt)  # 0 only for events no selection passes
+        bound = selection_gap_bound(jets, eta.mean(axis=-1), mjj, min_leading_jet_pt)  # 0: no selection passes
         fraction = np.divide(separation, bound, out=np.ones_like(separation), where=bound > 0)
         fraction = np.clip(fraction, GAP_FRACTION_EPSILON, 1.0 - GAP_FRACTION_EPSILON)
         gap = np.log(fraction) - np.log1p(-fraction)
@@ -367,9 +364,7 @@ def _absolute_eta(boost_and_gap: np.ndarray, jets: np.ndarray, mjj: np.ndarray, 
     needs the jets' (N, 2, 4) pT, phi and mass for (their eta columns are not read)."""
     boost, gap = boost_and_gap[:, 0], boost_and_gap[:, 1]
     if eta_gap == "selection":
-        shape = np.array(jets, np.float64)
-        shape[..., ETA] = boost[:, None]
-        separation = selection_gap_bound(shape, mjj, min_leading_jet_pt) / (1.0 + np.exp(-gap))
+        separation = selection_gap_bound(jets, boost, mjj, min_leading_jet_pt) / (1.0 + np.exp(-gap))
     else:
         separation = gap * eta_gap_bound(mjj, min_leading_jet_pt)
     return np.stack([boost + 0.5 * separation, boost - 0.5 * separation], axis=-1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lhco_diffusion.data.kinematics import dijet_mass, scaled_to_dijet_mass
+from lhco_diffusion.data.kinematics import dijet_mass, four_vectors, pt_eta_phi_mass, scaled_to_dijet_mass
 
 
 def _jets(n: int, seed: int = 0) -> np.ndarray:
@@ -30,6 +30,12 @@ def test_back_to_back_central_jets_have_twice_their_energy_as_dijet_mass():
     # back to back at eta = 0 with pT 1000 GeV and mass 100 GeV: mjj = 2 * sqrt(1000^2 + 100^2)
     jets = np.array([[[1000.0, 0.0, 0.0, 100.0, 5], [1000.0, 0.0, np.pi, 100.0, 7]]])
     np.testing.assert_allclose(dijet_mass(jets), [2 * np.hypot(1000.0, 100.0)], rtol=1e-12)
+
+
+def test_the_dijet_mass_of_massive_jets_is_that_of_their_summed_four_vectors():
+    jets = _jets(100, seed=4)
+    summed = four_vectors(*np.moveaxis(jets[..., :4], -1, 0)).sum(axis=1)
+    np.testing.assert_allclose(dijet_mass(jets), pt_eta_phi_mass(summed)[:, 3], rtol=1e-10)
 
 
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-6)])

@@ -301,15 +301,15 @@ def test_selection_gap_bound_puts_the_scaled_leading_jet_at_the_threshold():
     mjj = np.array([2600.0, 3500.0, 3500.0, 5000.0])
     jets = np.zeros((4, 2, 4))
     jets[:, 0, 0], jets[:, 1, 0], jets[:, 1, 2] = 1500.0, 1500.0 * b, np.pi
-    jets[:, :, 1] = 0.4  # a boost, and a separation the bound ignores
-    np.testing.assert_allclose(transforms.selection_gap_bound(jets, mjj, 1200.0),
+    jets[:, :, 1] = [0.9, -0.3]  # a separation the bound ignores (it takes the boost 0.4 instead)
+    np.testing.assert_allclose(transforms.selection_gap_bound(jets, np.full(4, 0.4), mjj, 1200.0),
                                np.arccosh((mjj / 1200.0) ** 2 / (2 * b) - 1), rtol=1e-12)
-    np.testing.assert_allclose(transforms.selection_gap_bound(jets[:2], mjj[:2], 1200.0),
+    np.testing.assert_allclose(transforms.selection_gap_bound(jets[:2], np.full(2, 0.4), mjj[:2], 1200.0),
                                transforms.eta_gap_bound(mjj[:2], 1200.0) - transforms.ETA_GAP_OFFSET, rtol=1e-12)
 
     massive = np.array([[[1700.0, 0.9, 0.1, 250.0], [1100.0, -0.2, 2.9, 90.0]]] * 2)
     mjj = np.array([3400.0, 1800.0])
-    bound = transforms.selection_gap_bound(massive, mjj, 1200.0)
+    bound = transforms.selection_gap_bound(massive, massive[:, :, 1].mean(axis=1), mjj, 1200.0)
     assert bound[0] > 0 and bound[1] == 0.0
     at_bound = massive[:1].copy()
     at_bound[0, :, 1] = massive[0, :, 1].mean() + 0.5 * bound[0] * np.array([1.0, -1.0])
@@ -332,7 +332,7 @@ def test_selection_gap_inverts_exactly_and_every_generated_event_passes_the_sele
     mirror = transforms.mirrored(stats["selection"], events.jets)
     reflected = events.jets.astype(np.float64)
     reflected[mirror, :, 1] *= -1  # the leading jet forward, as the model sees the events
-    bound = transforms.selection_gap_bound(reflected, events.mjj, threshold)
+    bound = transforms.selection_gap_bound(reflected, reflected[..., 1].mean(axis=1), events.mjj, threshold)
     fraction = (reflected[:, 0, 1] - reflected[:, 1, 1]) / bound
     assert np.all((fraction > 0) & (fraction < 1))
     np.testing.assert_allclose(features[:, 1, 1], np.log(fraction / (1 - fraction)), atol=1e-4)
@@ -346,7 +346,8 @@ def test_selection_gap_inverts_exactly_and_every_generated_event_passes_the_sele
                                              np.zeros(len(events))) for name in stats}
     leading_pt = {name: kinematics.scaled_to_dijet_mass(value.jets, events.mjj)[..., 0].max(axis=1)
                   for name, value in physical.items()}
-    admissible = transforms.selection_gap_bound(physical["selection"].jets, events.mjj, threshold) > 0
+    selected = physical["selection"].jets
+    admissible = transforms.selection_gap_bound(selected, selected[..., 1].mean(axis=1), events.mjj, threshold) > 0
     assert admissible.mean() > 0.98  # the rest pass at no separation (a heavy jet, a small |delta phi|)
     assert np.all(leading_pt["selection"][admissible] > threshold * (1 - 1e-6))  # float32 events
     assert np.mean(leading_pt["gap"][admissible] < threshold) > 0.02
