@@ -135,6 +135,9 @@ class TransformsConfig:
     # particles (their pT_rel sum and pT-weighted centroid), and the particle model generates the
     # cloud normalised to sum 1 about its centroid, the constraints made exact at sampling; false: the paper
     constituent_closure: bool = False
+    # with the closure, the jet feature carrying the pT_rel sum S: log: log S | asinh: asinh((S - 1) / 1e-4),
+    # which sets apart the jets stored whole (S >= 1, by a few 1e-4) from those cut at P particles (S < 1)
+    closure_sum: str = one_of("log", "asinh", default="log")
     # absolute: each jet's eta (the paper) | gap: the leading jet's eta slot carries the two jets'
     # mean eta and the partner's their eta difference divided by the largest difference the
     # leading-jet selection allows at the event's mjj (see ``transforms.eta_gap_bound``), so the

@@ -94,7 +94,8 @@ from lhco_diffusion.files import read_json, write_json
 
 MIN_MASS_FRACTION = 1.0e-4  # m/mjj floor before the logarithm
 MIN_PT_SUM = 1.0e-12  # a jet's pT_rel sum floor (a jet without real particles)
-N_CLOSURE_FEATURES = 3  # log S, c_eta, c_phi
+N_CLOSURE_FEATURES = 3  # the sum feature (log S or asinh((S - 1) / CLOSURE_SUM_SCALE)), c_eta, c_phi
+CLOSURE_SUM_SCALE = 1.0e-4  # S - 1 at which transforms.closure_sum: asinh turns from linear to logarithmic
 MIN_STD = 1.0e-6  # width floor: a feature that never varies (per jet, the leading jet's phi) stays at 0
 ETA_GAP_OFFSET = 0.2  # added to the selection's eta-separation bound, so it stays positive
 ETA = 1  # index of eta among the jet features
@@ -117,6 +118,7 @@ class Stats:
     pt_rel_epsilon: float
     pt_rel_transform: str = "log_one_minus"  # log(1 - pT_rel) (the paper) or "log": log(pT_rel)
     constituent_closure: bool = False  # jets carry (log S, c_eta, c_phi); particles are relative to them
+    closure_sum: str = "log"  # the sum feature: "log" (log S) or "asinh" (asinh((S - 1) / CLOSURE_SUM_SCALE))
     eta_gap_pt: float = 0.0  # > 0: the eta slots carry the boost and the gap, bounded by this pT_min [GeV]
     eta_gap: str = "scaled"  # the gap feature: "scaled" (over B(mjj)) or "selection" (the logit over its own bound)
 
@@ -183,7 +185,7 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
     eta_gap_pt = float(min_leading_jet_pt) if transforms_config.jet_eta in GAP_FEATURES else 0.0
     eta_gap = GAP_FEATURES.get(transforms_config.jet_eta, "scaled")
     mask = events.mask
-    jets, particles = _features(events, closure, eta_gap_pt, eta_gap)
+    jets, particles = _features(events, closure, eta_gap_pt, eta_gap, transforms_config.closure_sum)
     if transforms_config.jet_statistics == "pooled":
         jets = jets.reshape(-1, jets.shape[-1])
     particles = _particle_features(particles, mask, epsilon, pt_rel_transform)[mask]
@@ -199,6 +201,7 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
         pt_rel_epsilon=epsilon,
         pt_rel_transform=pt_rel_transform,
         constituent_closure=closure,
+        closure_sum=transforms_config.closure_sum,
         eta_gap_pt=eta_gap_pt,
         eta_gap=eta_gap,
     )
@@ -207,7 +210,8 @@ def fit(events: Events, transforms_config: TransformsConfig, sideband: tuple[flo
 def to_model(stats: Stats, events: Events) -> ModelInputs:
     """Standardised network inputs of physical ``events``."""
     mask = events.mask
-    jets, particles = _features(events, stats.constituent_closure, stats.eta_gap_pt, stats.eta_gap)
+    jets, particles = _features(events, stats.constituent_closure, stats.eta_gap_pt, stats.eta_gap,
+                                stats.closure_sum)
     jets = (jets - stats.jet_mean) / stats.jet_std
     particles = _particle_features(particles, mask, stats.pt_rel_epsilon, stats.pt_rel_transform)
     particles = particles - stats.particle_mean
@@ -247,9 +251,10 @@ def to_physical(stats: Stats, particles: np.ndarray, jets: np.ndarray, mjj: np.n
     physical_particles = np.stack([pt_rel, deta, dphi], axis=-1) * mask[..., None]
     jet_values = np.asarray(jets, np.float64) * stats.jet_std + stats.jet_mean
     if stats.constituent_closure:  # from the generated sum and centroid to the jet's
-        log_sum, centroid = jet_values[..., N_JET_FEATURES], jet_values[..., N_JET_FEATURES + 1:]
+        pt_sum = closure_sum_of_feature(jet_values[..., N_JET_FEATURES], stats.closure_sum)
+        centroid = jet_values[..., N_JET_FEATURES + 1:]
         generated_sum, generated_centroid = closure(physical_particles, mask)
-        physical_particles = _reopened(physical_particles, np.exp(log_sum) / generated_sum,
+        physical_particles = _reopened(physical_particles, pt_sum / generated_sum,
                                        centroid - generated_centroid, mask)
         physical_particles[..., 0] = np.clip(physical_particles[..., 0], epsilon, 1.0 - epsilon) * mask
     log_pt_fraction, eta, phi, log_mass_fraction = np.moveaxis(jet_values[..., :N_INDEX], -1, 0)
@@ -380,6 +385,20 @@ def closure(particles: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.nda
     return pt_sum, centroid
 
 
+def closure_sum_feature(pt_sum: np.ndarray, kind: str) -> np.ndarray:
+    """The jet feature of the pT_rel sums S (any shape): log S ("log") or
+    asinh((S - 1) / CLOSURE_SUM_SCALE) ("asinh")."""
+    pt_sum = np.asarray(pt_sum, np.float64)
+    return np.arcsinh((pt_sum - 1.0) / CLOSURE_SUM_SCALE) if kind == "asinh" else np.log(pt_sum)
+
+
+def closure_sum_of_feature(feature: np.ndarray, kind: str) -> np.ndarray:
+    """The pT_rel sums S of ``closure_sum_feature`` values, at least MIN_PT_SUM; its inverse."""
+    feature = np.asarray(feature, np.float64)
+    pt_sum = 1.0 + CLOSURE_SUM_SCALE * np.sinh(feature) if kind == "asinh" else np.exp(feature)
+    return np.maximum(pt_sum, MIN_PT_SUM)
+
+
 def _reopened(particles: np.ndarray, scale: np.ndarray, shift: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``particles`` with each jet's pT_rel times ``scale`` (N, 2) and (deta, dphi) plus ``shift`` (N, 2, 2)."""
     particles = np.asarray(particles, np.float64)
@@ -389,10 +408,11 @@ def _reopened(particles: np.ndarray, scale: np.ndarray, shift: np.ndarray, mask:
 
 
 def _features(events: Events, constituent_closure: bool, eta_gap_pt: float = 0.0,
-              eta_gap: str = "scaled") -> tuple[np.ndarray, np.ndarray]:
+              eta_gap: str = "scaled", closure_sum: str = "log") -> tuple[np.ndarray, np.ndarray]:
     """(jets (N, 2, F) float64 before standardisation, physical particles (N, 2, P, 3) to transform):
-    with the closure, the jets gain (log S, c_eta, c_phi) and every jet's particles are closed: pT_rel
-    divided by S and (deta, dphi) moved by -c, so that S = 1 and c = 0 exactly; with
+    with the closure, the jets gain (the ``closure_sum`` feature of S, c_eta, c_phi) and every
+    jet's particles are closed: pT_rel divided by S and (deta, dphi) moved by -c, so that S = 1 and
+    c = 0 exactly; with
     ``eta_gap_pt`` > 0 the events are reflected to a non-negative gap first (``mirrored``) and
     the eta slots carry the boost and the ``eta_gap`` feature (``_boost_and_gap``)."""
     physical_jets, particles = events.jets, events.particles
@@ -405,7 +425,7 @@ def _features(events: Events, constituent_closure: bool, eta_gap_pt: float = 0.0
         return jets, particles
     mask = events.mask
     pt_sum, centroid = closure(particles, mask)
-    jets = np.concatenate([jets, np.log(pt_sum)[..., None], centroid], axis=-1)
+    jets = np.concatenate([jets, closure_sum_feature(pt_sum, closure_sum)[..., None], centroid], axis=-1)
     return jets, _reopened(particles, 1.0 / pt_sum, -centroid, mask)
 
 
