@@ -21,6 +21,17 @@ numbers with the rest of the jet, and ``to_physical`` projects every generated c
 and centroid 0 before scaling and shifting it back, so the constraints hold exactly. On data the
 projection does nothing, and the round trip stays exact.
 
+The sum S also tells a jet stored whole from one cut at P particles. A scalar pT sum is at least
+the pT of the vector sum, so a whole jet has S >= 1, above 1 by 3e-5 to a few 1e-2 (median 5e-4),
+while a cut jet has S < 1 (Pythia, P = 30: 6 % of the signal region's jets are whole, 31 % of the
+tenth with the smallest m/pT). A whole jet's last stored particles are its softest; a cut one's
+end at the P-th. Under log S the whole jets are a spike narrower than a hundredth of the
+feature's width, which a diffusion model smears: generated light jets put 7 % where the data has
+27 % (S - 1 in [1e-4, 1e-3]) and 14 % where it has 0.3 % ([1e-3, 1e-2]), and a particle
+network asked for such jets made their soft particles too hard. ``transforms.closure_sum: asinh``
+gives the model asinh((S - 1) / 1e-4) instead, which spreads the whole jets over a third of the
+feature's width and more.
+
 With ``transforms.jet_eta: gap`` the two jets' pseudorapidities become the event's boost and
 their separation, the latter scaled by the largest separation the selection allows:
 
