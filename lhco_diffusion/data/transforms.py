@@ -423,9 +423,8 @@ def _features(events: Events, constituent_closure: bool, eta_gap_pt: float = 0.0
     """(jets (N, 2, F) float64 before standardisation, physical particles (N, 2, P, 3) to transform):
     with the closure, the jets gain (the ``closure_sum`` feature of S, c_eta, c_phi) and every
     jet's particles are closed: pT_rel divided by S and (deta, dphi) moved by -c, so that S = 1 and
-    c = 0 exactly; with
-    ``eta_gap_pt`` > 0 the events are reflected to a non-negative gap first (``mirrored``) and
-    the eta slots carry the boost and the ``eta_gap`` feature (``_boost_and_gap``)."""
+    c = 0 exactly; with ``eta_gap_pt`` > 0 the events are reflected to a non-negative gap first
+    (``mirrored``) and the eta slots carry the boost and the ``eta_gap`` feature (``_boost_and_gap``)."""
     physical_jets, particles = events.jets, events.particles
     if eta_gap_pt > 0:
         physical_jets, particles = _reflected(physical_jets, particles, _leading_jet_backward(physical_jets))
