@@ -107,11 +107,13 @@ def _benchmark(args) -> None:
 
 def _check_reused_run(config, run_dir: Path) -> None:
     """``InputError`` when ``run_dir`` holds a training whose configuration differs from
-    ``config`` beyond its paths (the first differences named)."""
+    ``config`` beyond its paths (the first differences named). A key that the stored configuration
+    predates counts as its default, the behaviour of the version that wrote it."""
     stored_path = run_dir / "checkpoints" / "last" / "config.yaml"
     if not stored_path.exists():
         return
-    stored, given = _settings(yaml.safe_load(stored_path.read_text())), _settings(config.to_dict())
+    stored = config_module.from_dict(yaml.safe_load(stored_path.read_text()), source=str(stored_path))
+    stored, given = _settings(stored.to_dict()), _settings(config.to_dict())
     differences = [f"{name} {stored.get(name)!r} there, {value!r} here"
                    for name, value in given.items() if stored.get(name) != value]
     if differences:
