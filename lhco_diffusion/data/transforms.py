@@ -128,7 +128,7 @@ class Stats:
     log_mjj_max: float  # log(mjj / GeV) mapped to +1
     pt_rel_epsilon: float
     pt_rel_transform: str = "log_one_minus"  # log(1 - pT_rel) (the paper) or "log": log(pT_rel)
-    constituent_closure: bool = False  # jets carry (log S, c_eta, c_phi); particles are relative to them
+    constituent_closure: bool = False  # jets carry (sum feature, c_eta, c_phi); particles are relative to them
     closure_sum: str = "log"  # the sum feature: "log" (log S) or "asinh" (asinh((S - 1) / CLOSURE_SUM_SCALE))
     eta_gap_pt: float = 0.0  # > 0: the eta slots carry the boost and the gap, bounded by this pT_min [GeV]
     eta_gap: str = "scaled"  # the gap feature: "scaled" (over B(mjj)) or "selection" (the logit over its own bound)
