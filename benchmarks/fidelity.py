@@ -1,6 +1,7 @@
 """The science regression check: does the search still work on realistic events?
 
     python benchmarks/fidelity.py [--config configs/pythia_30.yaml] [--set section.key=value ...]
+                                  [--generator-only]
     make fidelity
 
 On the configuration's events (by default a Pythia 8 pseudo-LHCO sample made once into the cache;
@@ -25,6 +26,11 @@ another configuration is refused, so its figures are never reported as this one'
 
 A faithful generator gives a two-sample AUC near 0.5, W1/floor near 1 and a cwola max SIC close
 to idealized's.
+
+``--generator-only`` stops after the samples that judge the generator (sideband, SR at the
+background's mjj, particles given the true SR jets) and their fidelity: no template, no
+classifier. It is the check of one more training seed (``--set training.seed=N --set
+paths.run_dir=...``); a full run in the same directory later reuses its training and samples.
 """
 from __future__ import annotations
 
@@ -54,6 +60,7 @@ SAMPLES = {"SB": ("SB", "sideband"), "SR": ("SR", "SR template (KDE mjj)"),
            "SR_background_mjj": ("SR", "SR at the background's mjj"),
            "SR_true_jets": ("SR", "SR particles given the true jets")}
 GIVEN_JETS = "SR_true_jets"  # the sample whose jets are the first SR background events'
+TEMPLATE = "SR"  # the sample that only the cwola and idealized classifiers need
 
 
 class StepTimer(tf.keras.callbacks.Callback):
@@ -73,6 +80,8 @@ class StepTimer(tf.keras.callbacks.Callback):
 def main(argv=None) -> int:
     parser = cli.parser(__doc__.splitlines()[0], config_required=False)
     parser.set_defaults(config=str(ROOT / "configs" / "pythia_30.yaml"))
+    parser.add_argument("--generator-only", action="store_true",
+                        help="no SR template and no classifiers: the fidelity of the generator's samples only")
     args = parser.parse_args(argv)
     return cli.run(lambda: _benchmark(args))
 
@@ -86,9 +95,11 @@ def _benchmark(args) -> None:
     timer = StepTimer()
     summary = training.train(config, resume=True, callbacks=[timer])
     references = {region: selection.reference_background(data_path, region, config) for region in ("SB", "SR")}
-    generated = _generate(config, data_path, run_dir / "samples", Path(summary["best"]), references["SR"])
-    results = {mode: _classify(mode, config, data_path, generated, run_dir / "scores") for mode in MODES}
-    reports = _fidelity(data_path, references, generated, run_dir / "fidelity", results["two-sample"], config)
+    names = [name for name in SAMPLES if not (args.generator_only and name == TEMPLATE)]
+    generated = _generate(config, data_path, run_dir / "samples", Path(summary["best"]), references["SR"], names)
+    modes = () if args.generator_only else MODES
+    results = {mode: _classify(mode, config, data_path, generated, run_dir / "scores") for mode in modes}
+    reports = _fidelity(data_path, references, generated, run_dir / "fidelity", results.get("two-sample"), config)
     state = checkpoints.read_state(summary["last"])
     record = {
         "config": args.config, "overrides": args.overrides, "data": str(data_path),
@@ -138,9 +149,10 @@ def _step_time(timer: StepTimer, previous: Path) -> dict:
 
 
 def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path,
-              signal_region_background: Events) -> dict[str, Path]:
-    """The generated ``SAMPLES`` (each completed if a file is partial); the true SR background's
-    mjj are resampled for SR_background_mjj, its first events' jets given for ``GIVEN_JETS``."""
+              signal_region_background: Events, names: list[str]) -> dict[str, Path]:
+    """The generated samples ``names`` of ``SAMPLES`` (each completed if a file is partial); the
+    true SR background's mjj are resampled for SR_background_mjj, its first events' jets given
+    for ``GIVEN_JETS``. A sample is the same whichever others are asked for."""
     n_signal_region = min(config.classifier.n_generated,
                           config.classifier.oversampling * config.classifier.n_background)
     background_mjj = signal_region_background.mjj
@@ -149,7 +161,7 @@ def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path,
              "SR_background_mjj": (n_signal_region, rng.choice(background_mjj, n_signal_region,
                                                                replace=len(background_mjj) < n_signal_region))}
     attrs = {"checkpoint": str(checkpoint_path), "data": str(data_path)}
-    paths = {name: directory / f"{name}.h5" for name in SAMPLES}
+    paths = {name: directory / f"{name}.h5" for name in names}
     missing = [name for name, path in paths.items()
                if not (path.exists() and processed.read_attrs(path).get("complete", False))]
     checkpoint = checkpoints.load(checkpoint_path) if missing else None
@@ -200,9 +212,10 @@ def _classify(mode: str, config, data_path: Path, generated: dict[str, Path],
 
 
 def _fidelity(data_path: Path, references: dict, generated: dict[str, Path], directory: Path,
-              two_sample: list, config) -> dict[str, dict]:
+              two_sample: list | None, config) -> dict[str, dict]:
     """Fidelity reports and feature plots of every generated sample against the background of its
-    region (``references``: the held-out sideband, the true SR background)."""
+    region (``references``: the held-out sideband, the true SR background); the sideband's
+    with the ``two_sample`` classifier AUC when it was trained."""
     reports = {}
     for name, path in generated.items():
         region = SAMPLES[name][0]
@@ -217,7 +230,7 @@ def _fidelity(data_path: Path, references: dict, generated: dict[str, Path], dir
                 writer.append(reference)
         report = reports[name] = fidelity.compare(events, reference.select(slice(0, fidelity.MAX_EVENTS)))
         report.update(generated=str(path), reference=str(reference_path), region=region, sample=SAMPLES[name][1])
-        if name == "SB":
+        if name == "SB" and two_sample:
             fidelity.add_two_sample_auc(report, "two-sample-SB", two_sample, config.evaluation.band_quantiles)
         fidelity.write(report, directory, f"fidelity_{name}")
         histograms = plotting.feature_histograms({config.generator: path}, reference_path, progress=False)
@@ -239,14 +252,17 @@ def _table(record: dict, config) -> str:
         return f"{values['median']:.{digits}f} [{values['low']:.{digits}f}, {values['high']:.{digits}f}]"
 
     classifiers = record["classifiers"]
-    seeds = len(classifiers["cwola"]["seeds"])
-    lines = [f"| quantity ({seeds} seed{'s' if seeds != 1 else ''}: median [16 %, 84 %]) | value |", "|---|---|",
-             f"| two-sample AUC, sideband | {band(classifiers['two-sample']['auc'], 3)} |"]
-    for mode in ("cwola", "idealized"):
-        lines += [f"| {mode} AUC, nsig={max(config.classifier.nsig)} | {band(classifiers[mode]['auc'], 3)} |",
-                  f"| {mode} max SIC | {band(classifiers[mode]['max_sic'], 2)} |"]
-    ratio = classifiers["cwola"]["max_sic"]["median"] / classifiers["idealized"]["max_sic"]["median"]
-    lines.append(f"| cwola / idealized max SIC | {ratio:.2f} |")
+    if classifiers:
+        seeds = len(classifiers["cwola"]["seeds"])
+        lines = [f"| quantity ({seeds} seed{'s' if seeds != 1 else ''}: median [16 %, 84 %]) | value |", "|---|---|",
+                 f"| two-sample AUC, sideband | {band(classifiers['two-sample']['auc'], 3)} |"]
+        for mode in ("cwola", "idealized"):
+            lines += [f"| {mode} AUC, nsig={max(config.classifier.nsig)} | {band(classifiers[mode]['auc'], 3)} |",
+                      f"| {mode} max SIC | {band(classifiers[mode]['max_sic'], 2)} |"]
+        ratio = classifiers["cwola"]["max_sic"]["median"] / classifiers["idealized"]["max_sic"]["median"]
+        lines.append(f"| cwola / idealized max SIC | {ratio:.2f} |")
+    else:
+        lines = ["| quantity (generator only: no classifier) | value |", "|---|---|"]
     for name, result in record["fidelity"].items():
         worst, sample = result["worst_ratio"], SAMPLES[name][1]
         label = fidelity.FEATURES[worst["feature"]][0]
