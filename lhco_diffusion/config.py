@@ -138,6 +138,11 @@ class TransformsConfig:
     # with the closure, the jet feature carrying the pT_rel sum S: log: log S | asinh: asinh((S - 1) / 1e-4),
     # which sets apart the jets stored whole (S >= 1, by a few 1e-4) from those cut at P particles (S < 1)
     closure_sum: str = one_of("log", "asinh", default="log")
+    # linear: the particles' (deta, dphi) as they are (the paper) | asinh: each moved along its
+    # direction from the jet's centre (the centroid with the closure, else the jet axis) to the
+    # distance asinh(dR / 0.01), so the cores of narrow jets (dR ~ 0.01-0.03) and the wide-angle
+    # tails (up to dR ~ 1) meet the particle network at comparable scales
+    particle_angles: str = one_of("linear", "asinh", default="linear")
     # absolute: each jet's eta (the paper) | gap: the leading jet's eta slot carries the two jets'
     # mean eta and the partner's their eta difference divided by the largest difference the
     # leading-jet selection allows at the event's mjj (see ``transforms.eta_gap_bound``), so the
