@@ -483,8 +483,7 @@ def angle_features(angles: np.ndarray, kind: str) -> np.ndarray:
     distance asinh(dR / PARTICLE_ANGLE_SCALE), dR = sqrt(deta^2 + dphi^2)."""
     if kind != "asinh":
         return np.asarray(angles, np.float64)
-    return _radially_mapped(angles, lambda distance: np.arcsinh(distance / PARTICLE_ANGLE_SCALE),
-                            1.0 / PARTICLE_ANGLE_SCALE)
+    return _radially_mapped(angles, lambda distance: np.arcsinh(distance / PARTICLE_ANGLE_SCALE))
 
 
 def angles_of_features(features: np.ndarray, kind: str) -> np.ndarray:
@@ -493,15 +492,13 @@ def angles_of_features(features: np.ndarray, kind: str) -> np.ndarray:
     if kind != "asinh":
         return np.asarray(features, np.float64)
     largest = np.arcsinh(MAX_PARTICLE_ANGLE / PARTICLE_ANGLE_SCALE)
-    return _radially_mapped(features, lambda distance: PARTICLE_ANGLE_SCALE * np.sinh(np.minimum(distance, largest)),
-                            PARTICLE_ANGLE_SCALE)
+    return _radially_mapped(features, lambda distance: PARTICLE_ANGLE_SCALE * np.sinh(np.minimum(distance, largest)))
 
 
-def _radially_mapped(vectors: np.ndarray, distance_map, slope_at_zero: float) -> np.ndarray:
+def _radially_mapped(vectors: np.ndarray, distance_map) -> np.ndarray:
     """``vectors`` (..., 2) float64, each moved along its direction to ``distance_map`` of its length
-    (a map with ``distance_map``(0) = 0 and derivative ``slope_at_zero`` there, used at length 0)."""
+    (a map with ``distance_map``(0) = 0: the zero vector stays)."""
     vectors = np.asarray(vectors, np.float64)
     distance = np.hypot(vectors[..., 0], vectors[..., 1])
-    ratio = np.divide(distance_map(distance), distance, out=np.full_like(distance, slope_at_zero),
-                      where=distance > 0)
+    ratio = np.divide(distance_map(distance), distance, out=np.zeros_like(distance), where=distance > 0)
     return vectors * ratio[..., None]

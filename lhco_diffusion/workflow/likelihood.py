@@ -50,7 +50,8 @@ def event_log_likelihood(model, stats: transforms.Stats, events: Events, exact: 
     the score) plus, per event, -log(1 - pT_rel) for every particle and -log pT - log m for every jet
     (with ``transforms.jet_eta: gap`` also -log B(mjj) for the scaled eta separation and -log 2
     for the reflection onto a positive one; with ``selection`` the separation's bound and the
-    logit's derivative instead of B).
+    logit's derivative instead of B; with ``transforms.particle_angles: asinh`` the radial map's,
+    log(asinh(r / 0.01) / (r sqrt(r^2 + 0.01^2))) per particle at distance r from its centre).
     The networks are the models' EMA copies (``model.sampling_velocities``).
 
     exact: exact divergence for the particle model too (``batch`` x 3P x 3P per jet: fine for
