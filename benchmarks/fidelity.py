@@ -106,7 +106,8 @@ def _benchmark(args) -> None:
         "training": {"epochs": state["epoch"], "seconds": state.get("training_seconds"),
                      **_step_time(timer, run_dir / "benchmark.json")},
         "classifiers": {mode: _bands(runs, config) for mode, runs in results.items()},
-        "fidelity": {name: {"worst_ratio": report["worst_ratio"], "fpd": report["fpd"], "kpd": report["kpd"]}
+        "fidelity": {name: {"worst_ratio": report["worst_ratio"], "fpd": report["fpd"], "kpd": report["kpd"],
+                            "worst_by_jet_shape": report["by_jet_shape"]["worst_ratio"]}
                      for name, report in reports.items()},
     }
     with atomic_output(run_dir / "benchmark.json") as temporary:
@@ -267,6 +268,10 @@ def _table(record: dict, config) -> str:
         worst, sample = result["worst_ratio"], SAMPLES[name][1]
         label = fidelity.FEATURES[worst["feature"]][0]
         lines.append(f"| worst W1 / noise floor, {sample} | {worst['ratio']:.2f} ({label}) |")
+        feature, shape = result["worst_by_jet_shape"]["feature"].split("/")
+        lines.append(f"| worst W1 / noise floor by jet m/pT fifth (diagnostic), {sample} | "
+                     f"{result['worst_by_jet_shape']['ratio']:.2f} ({fidelity.SHAPE_FEATURES[feature]}, "
+                     f"fifth {int(shape) + 1} of 5 from the narrowest) |")
         lines.append(f"| FPD / KPD (jet features), {sample} | {result['fpd']['value']:.3g} ± "
                      f"{result['fpd']['error']:.2g} / {result['kpd']['value']:.3g} ± {result['kpd']['error']:.2g} |")
     training_record = record["training"]

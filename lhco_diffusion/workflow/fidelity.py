@@ -17,6 +17,15 @@ law of two empirical distribution functions), averaged over ``n_bootstrap`` spli
 spread as its error. The W1 of generated against reference gets a bootstrap error (both samples
 resampled by event). A faithful generator has W1 / floor near 1.
 
+The pooled particle features can hide a miss that depends on the jet: a particle network that
+draws narrow jets toward the average jet makes their particles too wide and their soft tail too
+hard while the wide jets' err the other way. ``compare`` therefore also gives, as a diagnostic
+outside the worst ratio, the W1 / floor of the particles' log10 pT_rel and of their distance
+dR = sqrt(deta^2 + dphi^2) from the jet axis in each fifth of the reference jets' m/pT
+(``SHAPE_BINS``; generated jets are binned at the reference's edges), with the generated share of
+each fifth; the floor's size scaling uses the whole samples' sizes, which holds while the
+generated shares stay near a fifth.
+
 FPD and KPD follow JetNet (jetnet.evaluation.fpd/kpd, arXiv:2211.10295) on a per-event vector of
 jet features (``jet_feature_matrix``), each feature divided by its largest |value| in the
 reference: FPD is the Fréchet distance of Gaussians fitted to batches drawn with replacement,
@@ -64,6 +73,9 @@ FEATURES = {
     "particle_deta": ("particle deta", ""),
     "particle_dphi": ("particle dphi", ""),
 }
+SHAPE_BINS = 5  # the particle features by jet shape: in fifths of the reference jets' m/pT
+# name: label of every particle feature binned by jet shape (values keyed "<name>/<bin>", bin 0: smallest m/pT)
+SHAPE_FEATURES = {"particle_log_pt_rel": "particle log10 pT_rel", "particle_distance": "particle dR from the jet axis"}
 # columns of jet_feature_matrix, jets ordered by pT
 JET_MATRIX_COLUMNS = ("pt_1", "eta_1", "mass_1", "n_1", "pt_2", "eta_2", "mass_2", "n_2", "delta_phi", "mjj")
 
@@ -88,18 +100,42 @@ def feature_values(events: Events) -> dict[str, np.ndarray]:
     }
 
 
-def wasserstein(generated: Events, reference: Events) -> dict[str, float]:
-    """W1 of every feature between two event samples, in the feature's units."""
-    generated_values, reference_values = feature_values(generated), feature_values(reference)
-    return {name: float(stats.wasserstein_distance(generated_values[name], reference_values[name]))
-            for name in FEATURES}
+def shape_edges(reference: Events, bins: int = SHAPE_BINS) -> np.ndarray:
+    """(bins - 1,) the inner edges of the bins of jet m/pT: the quantiles of ``reference``'s jets
+    at 1/bins, 2/bins, ...; the outer bins are open."""
+    jets = np.asarray(reference.jets, np.float64)
+    return np.quantile(jets[..., 3] / jets[..., 0], np.arange(1, bins) / bins)
+
+
+def shape_feature_values(events: Events, edges: np.ndarray) -> dict[str, np.ndarray]:
+    """``SHAPE_FEATURES`` of the real particles of the jets in each bin of m/pT between ``edges``
+    (``shape_edges``), keyed "<feature>/<bin>"."""
+    jets, particles = np.asarray(events.jets, np.float64), np.asarray(events.particles, np.float64)
+    bins = np.searchsorted(edges, jets[..., 3] / jets[..., 0], side="right")  # (N, 2)
+    values = {"particle_log_pt_rel": np.log10(np.where(events.mask, particles[..., 0], 1.0)),
+              "particle_distance": np.hypot(particles[..., 1], particles[..., 2])}
+    return {f"{name}/{shape}": value[events.mask & (bins == shape)[..., None]]
+            for name, value in values.items() for shape in range(len(edges) + 1)}
+
+
+def wasserstein(generated: Events, reference: Events, values=feature_values) -> dict[str, float]:
+    """W1 of every feature of ``values`` (``feature_values``: ``FEATURES``) between two event
+    samples, in the feature's units; infinite for a feature one sample has no value of."""
+    generated_values, reference_values = values(generated), values(reference)
+    return {name: _w1(generated_values[name], reference_values[name]) for name in reference_values}
+
+
+def _w1(first: np.ndarray, second: np.ndarray) -> float:
+    if len(first) == 0 or len(second) == 0:
+        return float("inf")
+    return float(stats.wasserstein_distance(first, second))
 
 
 def noise_floor(reference: Events, n_generated: int, n_splits: int = N_BOOTSTRAP,
-                seed: int = 0) -> dict[str, tuple[float, float]]:
+                seed: int = 0, values=feature_values) -> dict[str, tuple[float, float]]:
     """``{feature: (floor, error)}``: W1 between random halves of ``reference``, scaled to a
     comparison of ``n_generated`` events with all of ``reference`` (see the module docstring);
-    mean and standard deviation over ``n_splits`` random splits."""
+    mean and standard deviation over ``n_splits`` random splits. ``values`` as in ``wasserstein``."""
     n = len(reference)
     half = n // 2
     if half < 2 or n_generated < 1:
@@ -110,23 +146,23 @@ def noise_floor(reference: Events, n_generated: int, n_splits: int = N_BOOTSTRAP
     splits = []
     for _ in range(n_splits):
         order = rng.permutation(n)
-        splits.append(wasserstein(reference.select(order[:half]), reference.select(order[half:2 * half])))
+        splits.append(wasserstein(reference.select(order[:half]), reference.select(order[half:2 * half]), values))
     return {name: (scale * float(np.mean([split[name] for split in splits])),
                    scale * float(np.std([split[name] for split in splits])))
-            for name in FEATURES}
+            for name in splits[0]}
 
 
 def bootstrap_wasserstein(generated: Events, reference: Events, n_bootstrap: int = N_BOOTSTRAP,
-                          seed: int = 0) -> dict[str, tuple[float, float]]:
+                          seed: int = 0, values=feature_values) -> dict[str, tuple[float, float]]:
     """``{feature: (W1, error)}``: W1 of the full samples, and the standard deviation of W1 over
-    ``n_bootstrap`` replicas with both samples resampled by event."""
-    central = wasserstein(generated, reference)
+    ``n_bootstrap`` replicas with both samples resampled by event. ``values`` as in ``wasserstein``."""
+    central = wasserstein(generated, reference, values)
     rng = np.random.default_rng([seed, 2])
     replicas = [wasserstein(generated.select(rng.integers(len(generated), size=len(generated))),
-                            reference.select(rng.integers(len(reference), size=len(reference))))
+                            reference.select(rng.integers(len(reference), size=len(reference))), values)
                 for _ in range(n_bootstrap)]
     return {name: (central[name], float(np.std([replica[name] for replica in replicas])) if replicas else 0.0)
-            for name in FEATURES}
+            for name in central}
 
 
 def jet_feature_matrix(events: Events) -> np.ndarray:
@@ -233,14 +269,10 @@ def _matrices(real, generated, normalise: bool) -> tuple[np.ndarray, np.ndarray]
 def compare(generated: Events, reference: Events, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> dict:
     """The fidelity report of ``generated`` against ``reference`` events (JSON-ready; see the
     module docstring): ``wasserstein`` per feature with noise floor and ratio, the worst ratio,
-    ``fpd`` and ``kpd`` (value, error), and sample sizes."""
-    distances = bootstrap_wasserstein(generated, reference, n_bootstrap, seed)
-    floors = noise_floor(reference, len(generated), n_bootstrap, seed)
-    table = {}
+    ``fpd`` and ``kpd`` (value, error), sample sizes, and ``by_jet_shape`` (``_by_jet_shape``)."""
+    table = _ratio_table(generated, reference, n_bootstrap, seed, feature_values)
     for name, (label, unit) in FEATURES.items():
-        (w1, w1_error), (floor, floor_error) = distances[name], floors[name]
-        table[name] = {"label": label, "unit": unit, "w1": w1, "w1_error": w1_error, "noise_floor": floor,
-                       "noise_floor_error": floor_error, "ratio": _ratio(w1, floor)}
+        table[name].update(label=label, unit=unit)
     worst = max(table, key=lambda name: table[name]["ratio"])
     real, fake = jet_feature_matrix(reference), jet_feature_matrix(generated)
     fpd_value, fpd_error = fpd(real, fake, seed=seed)
@@ -250,8 +282,38 @@ def compare(generated: Events, reference: Events, n_bootstrap: int = N_BOOTSTRAP
         "wasserstein": table, "worst_ratio": {"feature": worst, "ratio": table[worst]["ratio"]},
         "jet_features": list(JET_MATRIX_COLUMNS),
         "fpd": {"value": fpd_value, "error": fpd_error}, "kpd": {"value": kpd_value, "error": kpd_error},
-        "two_sample": {},
+        "two_sample": {}, "by_jet_shape": _by_jet_shape(generated, reference, n_bootstrap, seed),
     }
+
+
+def _ratio_table(generated: Events, reference: Events, n_bootstrap: int, seed: int, values) -> dict[str, dict]:
+    """``{feature: {w1, w1_error, noise_floor, noise_floor_error, ratio}}`` of the ``values`` features."""
+    distances = bootstrap_wasserstein(generated, reference, n_bootstrap, seed, values)
+    floors = noise_floor(reference, len(generated), n_bootstrap, seed, values)
+    return {name: {"w1": w1, "w1_error": w1_error, "noise_floor": floors[name][0],
+                   "noise_floor_error": floors[name][1], "ratio": _ratio(w1, floors[name][0])}
+            for name, (w1, w1_error) in distances.items()}
+
+
+def _by_jet_shape(generated: Events, reference: Events, n_bootstrap: int, seed: int) -> dict:
+    """The ``SHAPE_FEATURES`` W1 / floor per bin of jet m/pT: ``{"edges": inner m/pT edges,
+    "generated_share": [fraction of the generated jets per bin], "reference_share": [...],
+    "table": {"<feature>/<bin>": {label, bin, w1, ..., ratio}}, "worst_ratio": {feature, ratio}}``."""
+    edges = shape_edges(reference)
+    table = _ratio_table(generated, reference, n_bootstrap, seed, lambda events: shape_feature_values(events, edges))
+    for name, row in table.items():
+        feature, shape = name.split("/")
+        row.update(label=SHAPE_FEATURES[feature], bin=int(shape))
+    worst = max(table, key=lambda name: table[name]["ratio"])
+
+    def shares(events):
+        jets = np.asarray(events.jets, np.float64)
+        counts = np.bincount(np.searchsorted(edges, (jets[..., 3] / jets[..., 0]).ravel(), side="right"),
+                             minlength=len(edges) + 1)
+        return (counts / counts.sum()).tolist()
+
+    return {"edges": edges.tolist(), "generated_share": shares(generated), "reference_share": shares(reference),
+            "table": table, "worst_ratio": {"feature": worst, "ratio": table[worst]["ratio"]}}
 
 
 def _ratio(distance: float, floor: float) -> float:
@@ -285,12 +347,33 @@ def markdown(report: dict) -> str:
               f"FPD (jet features): {report['fpd']['value']:.3g} ± {report['fpd']['error']:.2g}; "
               f"KPD: {report['kpd']['value']:.3g} ± {report['kpd']['error']:.2g} "
               f"(features: {', '.join(report['jet_features'])})."]
+    if "by_jet_shape" in report:
+        lines += ["", *_shape_markdown(report["by_jet_shape"])]
     for name, result in report.get("two_sample", {}).items():
         auc = result["auc"]
         low, high = (f"{q:.0%}" for q in result["band_quantiles"])
         lines.append(f"Two-sample classifier AUC ({name}, {len(result['seeds'])} seeds): {auc['median']:.3f} "
                      f"[{low}-{high}: {auc['low']:.3f}, {auc['high']:.3f}].")
     return "\n".join(lines) + "\n"
+
+
+def _shape_markdown(by_shape: dict) -> list[str]:
+    """The ``by_jet_shape`` section of ``markdown``: one row per bin of jet m/pT."""
+    edges = [f"{edge:.3g}" for edge in by_shape["edges"]]
+    ranges = [f"< {edges[0]}", *(f"{low}-{high}" for low, high in zip(edges, edges[1:])), f">= {edges[-1]}"]
+    table = by_shape["table"]
+    lines = [f"Particles by jet shape (bins of the reference jets' m/pT; a diagnostic, not in the worst ratio above):",
+             "", "| jet m/pT | generated / reference jets | "
+             + " | ".join(f"{label} W1 / floor" for label in SHAPE_FEATURES.values()) + " |",
+             "|---|---:|" + "---:|" * len(SHAPE_FEATURES)]
+    for shape, (label, generated, reference) in enumerate(zip(ranges, by_shape["generated_share"],
+                                                               by_shape["reference_share"])):
+        ratios = " | ".join(f"{table[f'{name}/{shape}']['ratio']:.2f}" for name in SHAPE_FEATURES)
+        lines.append(f"| {label} | {generated:.1%} / {reference:.1%} | {ratios} |")
+    worst = by_shape["worst_ratio"]
+    lines += ["", f"Worst by jet shape: {worst['ratio']:.2f} ({table[worst['feature']]['label']}, "
+              f"jet m/pT {ranges[table[worst['feature']]['bin']]})."]
+    return lines
 
 
 def write(report: dict, directory: str | os.PathLike, stem: str = "fidelity") -> list[Path]:

@@ -33,6 +33,7 @@ def test_generator_only_judges_the_generator_and_reuses_only_its_own_run(test_co
     assert "generator only" in table and "two-sample AUC" not in table and "cwola" not in table
     for sample in ("sideband", "SR at the background's mjj", "SR particles given the true jets"):
         assert f"worst W1 / noise floor, {sample} |" in table
+        assert f"worst W1 / noise floor by jet m/pT fifth (diagnostic), {sample} |" in table
     samples = run / "samples"
     assert sorted(path.name for path in samples.iterdir()) == ["SB.h5", "SR_background_mjj.h5", "SR_true_jets.h5"]
     assert not (run / "scores").exists()

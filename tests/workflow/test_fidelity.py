@@ -130,6 +130,33 @@ def test_a_faithful_sample_sits_at_its_noise_floor_and_a_shifted_one_above():
     assert shifted["fpd"]["value"] > 2 * report["fpd"]["value"] + 3 * shifted["fpd"]["error"]
 
 
+def test_by_jet_shape_locates_a_miss_in_the_narrow_jets_that_the_pooled_features_dilute():
+    """Generated jets of the narrowest fifth (m/pT) 25 % too wide: their particles' dR stands out in
+    that bin, while the pooled deta, dphi and the other bins stay near their floor."""
+    reference = toy_events(3000, seed=16)
+    faithful = toy_events(3000, seed=17)
+    edges = fidelity.shape_edges(reference)
+    narrow = (faithful.jets[..., 3] / faithful.jets[..., 0]) < edges[0]
+    widened = faithful.particles * np.where(narrow[..., None, None], [1.0, 1.25, 1.25], 1.0)
+    generated = Events(widened, faithful.jets, faithful.mjj, faithful.label)
+    reports = {name: fidelity.compare(events, reference, n_bootstrap=4)
+               for name, events in (("faithful", faithful), ("wide", generated))}
+    ratios = {name: {key: row["ratio"] for key, row in report["by_jet_shape"]["table"].items()}
+              for name, report in reports.items()}
+    assert set(ratios["faithful"]) == {f"{name}/{shape}" for name in fidelity.SHAPE_FEATURES for shape in range(5)}
+    assert max(ratios["faithful"].values()) < 2.5 and min(ratios["faithful"].values()) > 0.2
+    assert reports["wide"]["by_jet_shape"]["worst_ratio"] == {"feature": "particle_distance/0",
+                                                             "ratio": ratios["wide"]["particle_distance/0"]}
+    assert ratios["wide"]["particle_distance/0"] > 5.0
+    assert all(ratios["wide"][f"particle_distance/{shape}"] == ratios["faithful"][f"particle_distance/{shape}"]
+               for shape in range(1, 5))
+    pooled = reports["wide"]["wasserstein"]
+    assert max(pooled["particle_deta"]["ratio"], pooled["particle_dphi"]["ratio"]) < 0.6 * ratios["wide"]["particle_distance/0"]
+    shares = reports["wide"]["by_jet_shape"]["reference_share"]
+    np.testing.assert_allclose(shares, 0.2, atol=1e-3)
+    assert "| < " in fidelity.markdown(reports["wide"]) and "Worst by jet shape:" in fidelity.markdown(reports["wide"])
+
+
 def test_report_files_hold_the_table_and_the_two_sample_auc(tmp_path):
     report = fidelity.compare(toy_events(600, seed=12), toy_events(600, seed=13), n_bootstrap=2)
     labels = np.repeat([0, 1], 50)
