@@ -24,7 +24,9 @@ outside the worst ratio, the W1 / floor of the particles' log10 pT_rel and of th
 dR = sqrt(deta^2 + dphi^2) from the jet axis in each fifth of the reference jets' m/pT
 (``SHAPE_BINS``; generated jets are binned at the reference's edges), with the generated share of
 each fifth; the floor's size scaling uses the whole samples' sizes, which holds while the
-generated shares stay near a fifth.
+generated shares stay near a fifth. A bin holds a fifth of the particles, so its floor is about
+sqrt(5) times the pooled one: the bins locate a miss, and a miss spread over every kind of jet
+stands out more in the pooled feature.
 
 FPD and KPD follow JetNet (jetnet.evaluation.fpd/kpd, arXiv:2211.10295) on a per-event vector of
 jet features (``jet_feature_matrix``), each feature divided by its largest |value| in the
