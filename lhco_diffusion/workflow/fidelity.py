@@ -17,9 +17,8 @@ law of two empirical distribution functions), averaged over ``n_bootstrap`` spli
 spread as its error. The W1 of generated against reference gets a bootstrap error (both samples
 resampled by event). A faithful generator has W1 / floor near 1.
 
-The pooled particle features can hide a miss that depends on the jet: a particle network that
-draws narrow jets toward the average jet makes their particles too wide and their soft tail too
-hard while the wide jets' err the other way. ``compare`` therefore also gives, as a diagnostic
+The pooled particle features dilute a miss in one kind of jet (narrow jets drawn toward the
+average jet, say) with the particles of the others. ``compare`` therefore also gives, as a diagnostic
 outside the worst ratio, the W1 / floor of the particles' log10 pT_rel and of their distance
 dR = sqrt(deta^2 + dphi^2) from the jet axis in each fifth of the reference jets' m/pT
 (``SHAPE_BINS``; generated jets are binned at the reference's edges), with the generated share of
