@@ -274,6 +274,7 @@ class EventWriter:
         self._file.attrs["complete"] = False
         for key, value in (attrs or {}).items():
             self._file.attrs[key] = value
+        self._file.flush()  # a run killed before its first chunk leaves a readable file to resume
 
     def __len__(self) -> int:
         return int(self._file.attrs[_COMPLETE])

@@ -265,6 +265,23 @@ def test_a_sigkilled_sample_is_refused_until_resumed(test_config, trained_checkp
     assert processed.count(output) == 300
 
 
+def test_a_writer_killed_before_its_first_chunk_leaves_a_file_to_resume(tmp_path):
+    """A Slurm time limit or a kill can land while the first chunk is still being generated: the
+    new file must already be readable, empty and incomplete, so that --resume starts it again."""
+    output = tmp_path / "SB.h5"
+    script = ("import os, signal, sys\n"
+              "from lhco_diffusion.data import processed\n"
+              "writer = processed.EventWriter(sys.argv[1], 8, {'seed': 3})\n"
+              "os.kill(os.getpid(), signal.SIGKILL)\n")
+    process = subprocess.run([sys.executable, "-c", script, str(output)], cwd=tmp_path,
+                             env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True)
+    assert process.returncode == -9, process.stderr
+    with pytest.raises(InputError, match=r"incomplete: the run writing it stopped after 0 events"):
+        processed.count(output)
+    with processed.EventWriter(output, 8, resume=True) as writer:
+        assert len(writer) == 0
+
+
 def _processed_copy(source: Path, path: Path, n: int = 60, change=None) -> Path:
     events = processed.load(source, 0, n)
     if change is not None:
