@@ -104,15 +104,24 @@ def feature_values(events: Events) -> dict[str, np.ndarray]:
 def shape_edges(reference: Events, bins: int = SHAPE_BINS) -> np.ndarray:
     """(bins - 1,) the inner edges of the bins of jet m/pT: the quantiles of ``reference``'s jets
     at 1/bins, 2/bins, ...; the outer bins are open."""
-    jets = np.asarray(reference.jets, np.float64)
-    return np.quantile(jets[..., 3] / jets[..., 0], np.arange(1, bins) / bins)
+    return np.quantile(_mass_over_pt(reference), np.arange(1, bins) / bins)
+
+
+def shape_bins(events: Events, edges: np.ndarray) -> np.ndarray:
+    """(N, 2) int: the bin of jet m/pT between ``edges`` (``shape_edges``) of each jet, 0 the narrowest."""
+    return np.searchsorted(edges, _mass_over_pt(events), side="right")
+
+
+def _mass_over_pt(events: Events) -> np.ndarray:
+    jets = np.asarray(events.jets, np.float64)
+    return jets[..., 3] / jets[..., 0]
 
 
 def shape_feature_values(events: Events, edges: np.ndarray) -> dict[str, np.ndarray]:
     """``SHAPE_FEATURES`` of the real particles of the jets in each bin of m/pT between ``edges``
     (``shape_edges``), keyed "<feature>/<bin>"."""
-    jets, particles = np.asarray(events.jets, np.float64), np.asarray(events.particles, np.float64)
-    bins = np.searchsorted(edges, jets[..., 3] / jets[..., 0], side="right")  # (N, 2)
+    particles = np.asarray(events.particles, np.float64)
+    bins = shape_bins(events, edges)
     values = {"particle_log_pt_rel": np.log10(np.where(events.mask, particles[..., 0], 1.0)),
               "particle_distance": np.hypot(particles[..., 1], particles[..., 2])}
     return {f"{name}/{shape}": value[events.mask & (bins == shape)[..., None]]
@@ -270,10 +279,19 @@ def _matrices(real, generated, normalise: bool) -> tuple[np.ndarray, np.ndarray]
 def compare(generated: Events, reference: Events, n_bootstrap: int = N_BOOTSTRAP, seed: int = 0) -> dict:
     """The fidelity report of ``generated`` against ``reference`` events (JSON-ready; see the
     module docstring): ``wasserstein`` per feature with noise floor and ratio, the worst ratio,
-    ``fpd`` and ``kpd`` (value, error), sample sizes, and ``by_jet_shape`` (``_by_jet_shape``)."""
-    table = _ratio_table(generated, reference, n_bootstrap, seed, feature_values)
-    for name, (label, unit) in FEATURES.items():
-        table[name].update(label=label, unit=unit)
+    ``fpd`` and ``kpd`` (value, error), sample sizes, and ``by_jet_shape`` (``_by_jet_shape``).
+    The pooled and the binned features share one set of bootstrap replicas and half-splits."""
+    edges = shape_edges(reference)
+
+    def values(events):
+        return {**feature_values(events), **shape_feature_values(events, edges)}
+
+    distances = bootstrap_wasserstein(generated, reference, n_bootstrap, seed, values)
+    floors = noise_floor(reference, len(generated), n_bootstrap, seed, values)
+    rows = {name: {"w1": w1, "w1_error": w1_error, "noise_floor": floors[name][0],
+                   "noise_floor_error": floors[name][1], "ratio": _ratio(w1, floors[name][0])}
+            for name, (w1, w1_error) in distances.items()}
+    table = {name: {"label": label, "unit": unit, **rows[name]} for name, (label, unit) in FEATURES.items()}
     worst = max(table, key=lambda name: table[name]["ratio"])
     real, fake = jet_feature_matrix(reference), jet_feature_matrix(generated)
     fpd_value, fpd_error = fpd(real, fake, seed=seed)
@@ -283,34 +301,24 @@ def compare(generated: Events, reference: Events, n_bootstrap: int = N_BOOTSTRAP
         "wasserstein": table, "worst_ratio": {"feature": worst, "ratio": table[worst]["ratio"]},
         "jet_features": list(JET_MATRIX_COLUMNS),
         "fpd": {"value": fpd_value, "error": fpd_error}, "kpd": {"value": kpd_value, "error": kpd_error},
-        "two_sample": {}, "by_jet_shape": _by_jet_shape(generated, reference, n_bootstrap, seed),
+        "two_sample": {}, "by_jet_shape": _by_jet_shape(rows, edges, generated, reference),
     }
 
 
-def _ratio_table(generated: Events, reference: Events, n_bootstrap: int, seed: int, values) -> dict[str, dict]:
-    """``{feature: {w1, w1_error, noise_floor, noise_floor_error, ratio}}`` of the ``values`` features."""
-    distances = bootstrap_wasserstein(generated, reference, n_bootstrap, seed, values)
-    floors = noise_floor(reference, len(generated), n_bootstrap, seed, values)
-    return {name: {"w1": w1, "w1_error": w1_error, "noise_floor": floors[name][0],
-                   "noise_floor_error": floors[name][1], "ratio": _ratio(w1, floors[name][0])}
-            for name, (w1, w1_error) in distances.items()}
-
-
-def _by_jet_shape(generated: Events, reference: Events, n_bootstrap: int, seed: int) -> dict:
-    """The ``SHAPE_FEATURES`` W1 / floor per bin of jet m/pT: ``{"edges": inner m/pT edges,
-    "generated_share": [fraction of the generated jets per bin], "reference_share": [...],
-    "table": {"<feature>/<bin>": {label, bin, w1, ..., ratio}}, "worst_ratio": {feature, ratio}}``."""
-    edges = shape_edges(reference)
-    table = _ratio_table(generated, reference, n_bootstrap, seed, lambda events: shape_feature_values(events, edges))
-    for name, row in table.items():
-        feature, shape = name.split("/")
-        row.update(label=SHAPE_FEATURES[feature], bin=int(shape))
+def _by_jet_shape(rows: dict[str, dict], edges: np.ndarray, generated: Events, reference: Events) -> dict:
+    """The ``SHAPE_FEATURES`` W1 / floor per bin of jet m/pT, from the rows of ``compare`` keyed
+    "<feature>/<bin>": ``{"edges": inner m/pT edges, "generated_share": [fraction of the generated
+    jets per bin], "reference_share": [...], "table": {"<feature>/<bin>": {label, bin, w1, ..., ratio}},
+    "worst_ratio": {feature, ratio}}``."""
+    table = {}
+    for name, row in rows.items():
+        feature, _, shape = name.partition("/")
+        if shape:
+            table[name] = {"label": SHAPE_FEATURES[feature], "bin": int(shape), **row}
     worst = max(table, key=lambda name: table[name]["ratio"])
 
     def shares(events):
-        jets = np.asarray(events.jets, np.float64)
-        counts = np.bincount(np.searchsorted(edges, (jets[..., 3] / jets[..., 0]).ravel(), side="right"),
-                             minlength=len(edges) + 1)
+        counts = np.bincount(shape_bins(events, edges).ravel(), minlength=len(edges) + 1)
         return (counts / counts.sum()).tolist()
 
     return {"edges": edges.tolist(), "generated_share": shares(generated), "reference_share": shares(reference),
@@ -363,7 +371,7 @@ def _shape_markdown(by_shape: dict) -> list[str]:
     edges = [f"{edge:.3g}" for edge in by_shape["edges"]]
     ranges = [f"< {edges[0]}", *(f"{low}-{high}" for low, high in zip(edges, edges[1:])), f">= {edges[-1]}"]
     table = by_shape["table"]
-    lines = [f"Particles by jet shape (bins of the reference jets' m/pT; a diagnostic, not in the worst ratio above):",
+    lines = ["Particles by jet shape (bins of the reference jets' m/pT; a diagnostic, not in the worst ratio above):",
              "", "| jet m/pT | generated / reference jets | "
              + " | ".join(f"{label} W1 / floor" for label in SHAPE_FEATURES.values()) + " |",
              "|---|---:|" + "---:|" * len(SHAPE_FEATURES)]
