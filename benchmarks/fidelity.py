@@ -28,9 +28,11 @@ A faithful generator gives a two-sample AUC near 0.5, W1/floor near 1 and a cwol
 to idealized's.
 
 ``--generator-only`` stops after the samples that judge the generator (sideband, SR at the
-background's mjj, particles given the true SR jets) and their fidelity: no template, no
-classifier. It is the check of one more training seed (``--set training.seed=N --set
-paths.run_dir=...``); a full run in the same directory later reuses its training and samples.
+background's mjj, particles given the true SR jets) and their fidelity: it generates no template
+and trains no classifier. It is the check of one more training seed (``--set training.seed=N
+--set paths.run_dir=...``); a full run in the same directory later reuses its training and
+samples. In a directory where a full run finished, it still reports that run's template and
+classifiers (their files are read, nothing is lost from ``benchmark.json``).
 """
 from __future__ import annotations
 
@@ -95,10 +97,14 @@ def _benchmark(args) -> None:
     timer = StepTimer()
     summary = training.train(config, resume=True, callbacks=[timer])
     references = {region: selection.reference_background(data_path, region, config) for region in ("SB", "SR")}
-    names = [name for name in SAMPLES if not (args.generator_only and name == TEMPLATE)]
-    generated = _generate(config, data_path, run_dir / "samples", Path(summary["best"]), references["SR"], names)
-    modes = () if args.generator_only else MODES
-    results = {mode: _classify(mode, config, data_path, generated, run_dir / "scores") for mode in modes}
+    samples = run_dir / "samples"
+    names = [name for name in SAMPLES
+             if not (args.generator_only and name == TEMPLATE and not _complete(samples / f"{name}.h5"))]
+    generated = _generate(config, data_path, samples, Path(summary["best"]), references["SR"], names)
+    modes = [mode for mode in MODES if mode == "two-sample" or TEMPLATE in generated]
+    results = {mode: _classify(mode, config, data_path, generated, run_dir / "scores", train=not args.generator_only)
+               for mode in modes}
+    results = {mode: runs for mode, runs in results.items() if runs is not None}
     reports = _fidelity(data_path, references, generated, run_dir / "fidelity", results.get("two-sample"), config)
     state = checkpoints.read_state(summary["last"])
     record = {
@@ -163,8 +169,7 @@ def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path,
                                                                replace=len(background_mjj) < n_signal_region))}
     attrs = {"checkpoint": str(checkpoint_path), "data": str(data_path)}
     paths = {name: directory / f"{name}.h5" for name in names}
-    missing = [name for name, path in paths.items()
-               if not (path.exists() and processed.read_attrs(path).get("complete", False))]
+    missing = [name for name, path in paths.items() if not _complete(path)]
     checkpoint = checkpoints.load(checkpoint_path) if missing else None
     for name in missing:
         if name == GIVEN_JETS:
@@ -176,6 +181,11 @@ def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path,
                                   seed=config.sampling.seed, batch_size=config.sampling.batch_size, resume=True,
                                   attrs=attrs, mjj=mjj)
     return paths
+
+
+def _complete(path: Path) -> bool:
+    """Whether the generated sample ``path`` exists and was written to the end."""
+    return path.exists() and processed.read_attrs(path).get("complete", False)
 
 
 def _write_particles_given_jets(path: Path, checkpoint, config, given: Events, attrs: dict) -> None:
@@ -192,10 +202,11 @@ def _write_particles_given_jets(path: Path, checkpoint, config, given: Events, a
             print(f"particles given the true SR jets: {len(writer)}/{len(given.mjj)} events", flush=True)
 
 
-def _classify(mode: str, config, data_path: Path, generated: dict[str, Path],
-              directory: Path) -> list[tuple[int, np.ndarray, np.ndarray]]:
+def _classify(mode: str, config, data_path: Path, generated: dict[str, Path], directory: Path,
+              train: bool = True) -> list[tuple[int, np.ndarray, np.ndarray]] | None:
     """``[(seed, test scores, test labels), ...]`` of ``classifier.seeds`` trainings of ``mode``;
-    score files already written are read instead of trained again."""
+    score files already written are read instead of trained again. Without ``train``, None
+    unless every seed's score file is there."""
     if mode == "two-sample":
         task = tasks.two_sample_task(config, generated["SB"], "SB", data_path=data_path)
     else:
@@ -204,6 +215,8 @@ def _classify(mode: str, config, data_path: Path, generated: dict[str, Path],
     runs = []
     for seed in range(config.classifier.seeds):
         path = directory / weak_supervision.method_name(task) / score_files.score_name(task.nsig, seed)
+        if not path.exists() and not train:
+            return None
         if not path.exists():
             scores, record = weak_supervision.train_and_score(task, config, seed, distributed.init())
             score_files.write_scores(path, scores, task, seed, config, {**record, "data": str(data_path)})
@@ -254,14 +267,17 @@ def _table(record: dict, config) -> str:
 
     classifiers = record["classifiers"]
     if classifiers:
-        seeds = len(classifiers["cwola"]["seeds"])
-        lines = [f"| quantity ({seeds} seed{'s' if seeds != 1 else ''}: median [16 %, 84 %]) | value |", "|---|---|",
-                 f"| two-sample AUC, sideband | {band(classifiers['two-sample']['auc'], 3)} |"]
+        seeds = len(next(iter(classifiers.values()))["seeds"])
+        lines = [f"| quantity ({seeds} seed{'s' if seeds != 1 else ''}: median [16 %, 84 %]) | value |", "|---|---|"]
+        if "two-sample" in classifiers:
+            lines.append(f"| two-sample AUC, sideband | {band(classifiers['two-sample']['auc'], 3)} |")
         for mode in ("cwola", "idealized"):
-            lines += [f"| {mode} AUC, nsig={max(config.classifier.nsig)} | {band(classifiers[mode]['auc'], 3)} |",
-                      f"| {mode} max SIC | {band(classifiers[mode]['max_sic'], 2)} |"]
-        ratio = classifiers["cwola"]["max_sic"]["median"] / classifiers["idealized"]["max_sic"]["median"]
-        lines.append(f"| cwola / idealized max SIC | {ratio:.2f} |")
+            if mode in classifiers:
+                lines += [f"| {mode} AUC, nsig={max(config.classifier.nsig)} | {band(classifiers[mode]['auc'], 3)} |",
+                          f"| {mode} max SIC | {band(classifiers[mode]['max_sic'], 2)} |"]
+        if {"cwola", "idealized"} <= set(classifiers):
+            ratio = classifiers["cwola"]["max_sic"]["median"] / classifiers["idealized"]["max_sic"]["median"]
+            lines.append(f"| cwola / idealized max SIC | {ratio:.2f} |")
     else:
         lines = ["| quantity (generator only: no classifier) | value |", "|---|---|"]
     for name, result in record["fidelity"].items():
