@@ -34,6 +34,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from lhco_diffusion import config as config_module  # noqa: E402
+from lhco_diffusion.data import transforms  # noqa: E402
 from lhco_diffusion.data.dataset import diffusion_dataset  # noqa: E402
 from lhco_diffusion.data.transforms import ModelInputs  # noqa: E402
 from lhco_diffusion.models.build import build_generator  # noqa: E402
@@ -51,13 +52,14 @@ CONFIGURATIONS = {
 }
 
 
-def random_inputs(n: int, npart: int, seed: int = 0) -> ModelInputs:
-    """n random model-space events with LHCO-like multiplicities (see the module docstring)."""
+def random_inputs(n: int, npart: int, n_jet_features: int, seed: int = 0) -> ModelInputs:
+    """n random model-space events with LHCO-like multiplicities (see the module docstring) and
+    ``n_jet_features`` per jet (``transforms.model_jet_features``)."""
     rng = np.random.default_rng(seed)
     multiplicity = np.clip(np.rint(rng.gamma(5.76, 60 / 5.76, (n, 2))), 1, npart)
     mask = (np.arange(npart) < multiplicity[..., None]).astype(np.float32)
     particles = rng.normal(size=(n, 2, npart, 3)).astype(np.float32) * mask[..., None]
-    return ModelInputs(particles, rng.normal(size=(n, 2, 5)).astype(np.float32),
+    return ModelInputs(particles, rng.normal(size=(n, 2, n_jet_features)).astype(np.float32),
                        rng.uniform(-1, 1, (n, 1)).astype(np.float32), mask)
 
 
@@ -107,7 +109,8 @@ def main() -> int:
     for config in configs:
         generator = config.generator
         for npart in args.npart:
-            inputs = random_inputs(args.batch_size * config.data.bucket_window, npart)
+            inputs = random_inputs(args.batch_size * config.data.bucket_window, npart,
+                                   transforms.model_jet_features(config.transforms))
             padded = None
             for name in args.only:
                 rate, warm_up = events_per_second(config, inputs, args.batch_size, args.steps, CONFIGURATIONS[name])
