@@ -215,9 +215,9 @@ def _classify(mode: str, config, data_path: Path, generated: dict[str, Path], di
     runs = []
     for seed in range(config.classifier.seeds):
         path = directory / weak_supervision.method_name(task) / score_files.score_name(task.nsig, seed)
-        if not path.exists() and not train:
-            return None
         if not path.exists():
+            if not train:
+                return None
             scores, record = weak_supervision.train_and_score(task, config, seed, distributed.init())
             score_files.write_scores(path, scores, task, seed, config, {**record, "data": str(data_path)})
         scores = score_files.read_scores(path)
