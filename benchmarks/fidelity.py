@@ -99,7 +99,8 @@ def _benchmark(args) -> None:
     references = {region: selection.reference_background(data_path, region, config) for region in ("SB", "SR")}
     samples = run_dir / "samples"
     names = [name for name in SAMPLES
-             if not (args.generator_only and name == TEMPLATE and not _complete(samples / f"{name}.h5"))]
+             if not (args.generator_only and name == TEMPLATE
+                     and not processed.is_complete(samples / f"{name}.h5"))]
     generated = _generate(config, data_path, samples, Path(summary["best"]), references["SR"], names)
     modes = [mode for mode in MODES if mode == "two-sample" or TEMPLATE in generated]
     results = {mode: _classify(mode, config, data_path, generated, run_dir / "scores", train=not args.generator_only)
@@ -169,7 +170,7 @@ def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path,
                                                                replace=len(background_mjj) < n_signal_region))}
     attrs = {"checkpoint": str(checkpoint_path), "data": str(data_path)}
     paths = {name: directory / f"{name}.h5" for name in names}
-    missing = [name for name, path in paths.items() if not _complete(path)]
+    missing = [name for name, path in paths.items() if not processed.is_complete(path)]
     checkpoint = checkpoints.load(checkpoint_path) if missing else None
     for name in missing:
         if name == GIVEN_JETS:
@@ -181,11 +182,6 @@ def _generate(config, data_path: Path, directory: Path, checkpoint_path: Path,
                                   seed=config.sampling.seed, batch_size=config.sampling.batch_size, resume=True,
                                   attrs=attrs, mjj=mjj)
     return paths
-
-
-def _complete(path: Path) -> bool:
-    """Whether the generated sample ``path`` exists and was written to the end."""
-    return path.exists() and processed.read_attrs(path).get("complete", False)
 
 
 def _write_particles_given_jets(path: Path, checkpoint, config, given: Events, attrs: dict) -> None:

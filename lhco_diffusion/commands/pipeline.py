@@ -44,7 +44,7 @@ def pipeline(config: Config) -> None:
     _announce("train")
     summary = training.train(config, resume=True)
     generated = samples / "SR.h5"
-    if not _complete(generated):
+    if not processed.is_complete(generated):
         _announce("sample")
         checkpoint = checkpoints.load(summary["best"])
         settings = config.sampling
@@ -72,10 +72,6 @@ def pipeline(config: Config) -> None:
 
 def _announce(step: str) -> None:
     print(f"== {step}", flush=True)
-
-
-def _complete(path: Path) -> bool:
-    return path.exists() and bool(processed.read_attrs(path).get("complete", False))
 
 
 def _write_signal_region_background(config: Config, data_path: Path, output: Path) -> None:

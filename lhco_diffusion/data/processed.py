@@ -152,6 +152,11 @@ def read_attrs(path: str | os.PathLike) -> dict:
         return {key: _decode(value) for key, value in file.attrs.items()}
 
 
+def is_complete(path: str | os.PathLike) -> bool:
+    """Whether ``path`` exists and was written to the end (an ``EventWriter`` that finished)."""
+    return Path(path).exists() and bool(read_attrs(path).get("complete", False))
+
+
 def count(path: str | os.PathLike) -> int:
     """Number of events in a complete processed file."""
     with _open(path, complete=True) as file:
