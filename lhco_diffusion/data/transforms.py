@@ -114,6 +114,7 @@ from lhco_diffusion.files import read_json, write_json
 
 MIN_MASS_FRACTION = 1.0e-4  # m/mjj floor before the logarithm
 MIN_PT_SUM = 1.0e-12  # a jet's pT_rel sum floor (a jet without real particles)
+MAX_PT_SUM = 1.0e3  # generated pT_rel sums are cut here (700 particles, each below 1, sum to less)
 N_CLOSURE_FEATURES = 3  # the sum feature (log S or asinh((S - 1) / CLOSURE_SUM_SCALE)), c_eta, c_phi
 CLOSURE_SUM_SCALE = 1.0e-4  # S - 1 at which transforms.closure_sum: asinh turns from linear to logarithmic
 PARTICLE_ANGLE_SCALE = 0.01  # a particle's angular distance from its jet's centre at which
@@ -420,8 +421,10 @@ def closure_sum_feature(pt_sum: np.ndarray, kind: str) -> np.ndarray:
 
 
 def closure_sum_of_feature(feature: np.ndarray, kind: str) -> np.ndarray:
-    """The pT_rel sums S of ``closure_sum_feature`` values, at least MIN_PT_SUM; its inverse."""
-    feature = np.asarray(feature, np.float64)
+    """The pT_rel sums S of ``closure_sum_feature`` values, in [MIN_PT_SUM, MAX_PT_SUM]; its inverse.
+    A generated outlier feature comes back as MAX_PT_SUM, not as an overflow to infinity (whose
+    product with the padded slots' zeros would be NaN)."""
+    feature = np.minimum(np.asarray(feature, np.float64), closure_sum_feature(MAX_PT_SUM, kind))
     pt_sum = 1.0 + CLOSURE_SUM_SCALE * np.sinh(feature) if kind == "asinh" else np.exp(feature)
     return np.maximum(pt_sum, MIN_PT_SUM)
 

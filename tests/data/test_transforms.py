@@ -1,6 +1,8 @@
 """Model-space transforms: fit on sideband training data, exact inverse, JSON statistics."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -359,7 +361,8 @@ def test_asinh_closure_sum_sets_whole_jets_apart_and_inverts_exactly(events, clo
     the whole jets are a spike under a hundredth of the feature's width, which a diffusion model
     smears; under asinh((S - 1) / 1e-4) they spread over a third of it and more. The round trip
     stays exact, and a generated feature beyond the asinh's range comes back as the floor S, not a
-    negative one (the pT_rel clip in to_physical would hide that, so the inverse is checked alone)."""
+    negative one (the pT_rel clip in to_physical would hide that, so the inverse is checked alone);
+    one far above it as the largest S, not an overflow to infinity that made the padding NaN."""
     settings = test_config.transforms.__class__(pt_rel_transform="log", constituent_closure=True,
                                                 closure_sum="asinh")
     sideband = events.select(regions.sideband_mask(events.mjj, test_config.data) & (events.label == 0))
@@ -383,6 +386,18 @@ def test_asinh_closure_sum_sets_whole_jets_apart_and_inverts_exactly(events, clo
         np.testing.assert_allclose(transforms.closure_sum_of_feature(
             transforms.closure_sum_feature(pt_sum, kind), kind), pt_sum, rtol=1e-12)
     assert transforms.closure_sum_of_feature(-50.0, "asinh") == transforms.MIN_PT_SUM  # 1 + 1e-4 sinh(-50) < 0
+    for kind in ("log", "asinh"):  # a generated outlier, sinh or exp of which overflows, is cut to the largest sum
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert transforms.closure_sum_of_feature(1.0e4, kind) == pytest.approx(transforms.MAX_PT_SUM, rel=1e-9)
+
+    outlier = inputs["asinh"]
+    outlier.jets[:3, 0, 5] = 1.0e4  # three leading jets whose generated sum feature is far off the scale
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        generated = _back(stats, outlier, events)
+    assert np.all(np.isfinite(generated.particles))
+    assert np.all(generated.particles[~generated.mask] == 0)  # padding stays zero, not NaN
 
 
 def test_asinh_particle_angles_resolve_narrow_jet_cores_and_invert_exactly(events, closure_stats, test_config):
