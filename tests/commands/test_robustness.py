@@ -129,6 +129,7 @@ def test_broken_config_files_are_one_sentence(tmp_path, capsys, text, culprit):
 
 @pytest.mark.parametrize("column, value, culprit", [
     (0, -30.0, "negative particle pT in event 77"),
+    (1, -1.0e3, "particle at |eta| above 20 in event 77"),  # sinh(eta) would overflow
     (2, np.nan, "NaN or infinite values in events 40-79"),
     (None, 2.0, "label other than 0 or 1 in event 77"),
 ])
