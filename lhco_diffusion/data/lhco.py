@@ -28,7 +28,7 @@ from lhco_diffusion.files import atomic_output
 KEY = "df"
 MAX_PARTICLES = 700
 N_COLUMNS = 3 * MAX_PARTICLES + 1
-MAX_ABS_ETA = 20.0  # no detector reaches this far; beyond about 700, sinh(eta) overflows the four-momentum
+CORRUPT_ABS_ETA = 20.0  # no detector reaches this far; beyond about 700, sinh(eta) overflows the four-momentum
 COMPRESSION = {"complib": "blosc:lz4", "complevel": 5}  # mostly zero padding: ~7x smaller, as fast
 
 
@@ -123,12 +123,12 @@ def pad_by_pt(group: np.ndarray, pt: np.ndarray, values: np.ndarray, n_groups: i
 
 def _check_chunk(path, first: int, last: int, particles: np.ndarray, label: np.ndarray) -> None:
     """``InputError`` unless raw events ``first:last`` are finite, have pT >= 0, real particles
-    (pT > 0) within |eta| <= MAX_ABS_ETA, and labels 0 or 1."""
+    (pT > 0) within |eta| <= CORRUPT_ABS_ETA, and labels 0 or 1."""
     if not (np.all(np.isfinite(particles)) and np.all(np.isfinite(label))):
         raise InputError(f"{path} has NaN or infinite values in events {first}-{last - 1}")
-    far_forward = (particles[..., 0] > 0) & (np.abs(particles[..., 1]) > MAX_ABS_ETA)
+    far_forward = (particles[..., 0] > 0) & (np.abs(particles[..., 1]) > CORRUPT_ABS_ETA)
     for bad, what in ((np.any(particles[..., 0] < 0, axis=1), "a negative particle pT"),
-                      (np.any(far_forward, axis=1), f"a particle at |eta| above {MAX_ABS_ETA:g}"),
+                      (np.any(far_forward, axis=1), f"a particle at |eta| above {CORRUPT_ABS_ETA:g}"),
                       ((label != 0) & (label != 1), "a label other than 0 or 1")):
         if np.any(bad):
             raise InputError(f"{path} has {what} in event {first + int(np.argmax(bad))} (row of key '{KEY}'), "

@@ -42,7 +42,8 @@ FORMAT_VERSION = 1
 DATASETS = ("particles", "jets", "mjj", "label")
 SUBSTRUCTURE = "jet_substructure"  # the optional dataset
 N_TAU = 3  # tau1, tau2, tau3
-_COMPLETE = "n_complete"
+_COMPLETE = "n_complete"  # attr: the events written so far
+COMPLETE_FLAG = "complete"  # attr: true once the writer closed the file
 READ_CHUNK = 50_000  # events read at a time by the streaming readers
 RESUME_COMMAND = "resume_command"  # attr: the command that completes an interrupted file
 
@@ -154,7 +155,7 @@ def read_attrs(path: str | os.PathLike) -> dict:
 
 def is_complete(path: str | os.PathLike) -> bool:
     """Whether ``path`` exists and was written to the end (an ``EventWriter`` that finished)."""
-    return Path(path).exists() and bool(read_attrs(path).get("complete", False))
+    return Path(path).exists() and bool(read_attrs(path).get(COMPLETE_FLAG, False))
 
 
 def count(path: str | os.PathLike) -> int:
@@ -276,7 +277,7 @@ class EventWriter:
             self._file.attrs["format_version"] = FORMAT_VERSION
             self._file.attrs["npart"] = npart
             self._file.attrs[_COMPLETE] = 0
-        self._file.attrs["complete"] = False
+        self._file.attrs[COMPLETE_FLAG] = False
         for key, value in (attrs or {}).items():
             self._file.attrs[key] = value
         self._file.flush()  # a run killed before its first chunk leaves a readable file to resume
@@ -311,7 +312,7 @@ class EventWriter:
 
     def close(self) -> None:
         """Mark the file complete and close it."""
-        self._file.attrs["complete"] = True
+        self._file.attrs[COMPLETE_FLAG] = True
         self._file.close()
 
     def _abandon(self) -> None:
@@ -377,9 +378,9 @@ def _check_layout(file: h5py.File, path: Path) -> None:
 
 
 def _check_complete(file: h5py.File, path: Path) -> None:
-    if bool(file.attrs.get("complete", False)):
+    if bool(file.attrs.get(COMPLETE_FLAG, False)):
         return
-    if "complete" not in file.attrs:
+    if COMPLETE_FLAG not in file.attrs:
         raise InputError(f"{path} does not record that it was written completely (an interrupted run or an "
                          "older version of lhco_diffusion); write it again")
     command = _decode(file.attrs.get(RESUME_COMMAND, ""))

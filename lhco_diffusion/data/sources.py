@@ -168,7 +168,7 @@ def _made_with(path: Path, data: DataConfig) -> bool:
     writes now (files from before the jet substructure or the ``complete`` flag are prepared again)."""
     try:
         attrs = processed.read_attrs(path)
-        current = processed.has_substructure(path) and bool(attrs.get("complete", False))
+        current = processed.has_substructure(path) and bool(attrs.get(processed.COMPLETE_FLAG, False))
     except InputError:
         return False
     settings = ("npart", "jet_radius", "min_leading_jet_pt")
