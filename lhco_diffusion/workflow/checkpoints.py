@@ -16,7 +16,8 @@ file) is an ``InputError``.
 
 The checkpoint is the truth about its model: ``run_config`` refuses a command's configuration
 whose model-side settings (``MODEL_SECTIONS``, ``MODEL_DATA_KEYS``) differ from the stored ones,
-naming the key, while sampling-side settings (solver, steps, number of events) stay the command's.
+naming the key (``model_difference``; training refuses to resume such a run the same way), while
+sampling-side settings (solver, steps, number of events) stay the command's.
 """
 from __future__ import annotations
 
@@ -70,15 +71,21 @@ def save(directory: str | os.PathLike, model: GenerativeModel, optimizer: tf.ker
 def load(directory: str | os.PathLike) -> Checkpoint:
     """Rebuild the model of a checkpoint from its stored configuration and restore its weights."""
     directory = _checked(directory)
-    try:
-        config = config_module.from_dict(_read(directory / "config.yaml", yaml.safe_load),
-                                         source=str(directory / "config.yaml"))
-    except ConfigError as error:  # a key this version no longer has, or a value it no longer accepts
-        raise InputError(f"{error}: the checkpoint was written by another version of lhco_diffusion; "
-                         "load it with that version, or train again") from None
+    config = stored_config(directory)
     model = build_generator(config)
     restore(directory, model)
     return Checkpoint(model, Stats.load(directory / "transforms.json"), config, read_state(directory))
+
+
+def stored_config(directory: str | os.PathLike) -> Config:
+    """The configuration a checkpoint's model was trained with."""
+    directory = _checked(directory)
+    try:
+        return config_module.from_dict(_read(directory / "config.yaml", yaml.safe_load),
+                                       source=str(directory / "config.yaml"))
+    except ConfigError as error:  # a key this version no longer has, or a value it no longer accepts
+        raise InputError(f"{error}: the checkpoint was written by another version of lhco_diffusion; "
+                         "load it with that version, or train again") from None
 
 
 def restore(directory: str | os.PathLike, model: GenerativeModel,
@@ -109,18 +116,27 @@ def restore(directory: str | os.PathLike, model: GenerativeModel,
 def run_config(checkpoint: Checkpoint, command_config: Config) -> Config:
     """``command_config`` after checking that it agrees with the checkpoint on every model-side
     setting; ``InputError`` naming the first key that differs."""
-    stored, given = checkpoint.config.to_dict(), command_config.to_dict()
-    if stored["generator"] != given["generator"]:
-        raise InputError(f"generator is {given['generator']} in {command_config.source} but the checkpoint "
-                         f"holds a {stored['generator']} model; use the training configuration")
-    keys = [(section, key) for section in MODEL_SECTIONS for key in stored[section]]
+    difference = model_difference(checkpoint.config, command_config)
+    if difference:
+        raise InputError(f"{difference}; use the training configuration or drop the key")
+    return command_config
+
+
+def model_difference(stored: Config, given: Config) -> str | None:
+    """The first model-side setting (the generator, ``MODEL_SECTIONS``, ``MODEL_DATA_KEYS``) in
+    which ``given`` departs from the ``stored`` configuration of a checkpoint, in words; None if
+    they agree."""
+    stored_values, given_values = stored.to_dict(), given.to_dict()
+    if stored_values["generator"] != given_values["generator"]:
+        return (f"generator is {given_values['generator']} in {given.source} but the checkpoint holds a "
+                f"{stored_values['generator']} model")
+    keys = [(section, key) for section in MODEL_SECTIONS for key in stored_values[section]]
     keys += [("data", key) for key in MODEL_DATA_KEYS]
     for section, key in keys:
-        if stored[section][key] != given[section][key]:
-            raise InputError(f"{section}.{key} is {given[section][key]} in {command_config.source} but the "
-                             f"checkpoint's model was trained with {stored[section][key]}; use the training "
-                             "configuration or drop the key")
-    return command_config
+        if stored_values[section][key] != given_values[section][key]:
+            return (f"{section}.{key} is {given_values[section][key]} in {given.source} but the checkpoint's "
+                    f"model was trained with {stored_values[section][key]}")
+    return None
 
 
 def read_state(directory: str | os.PathLike) -> dict:

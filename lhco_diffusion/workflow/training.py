@@ -256,7 +256,8 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
 
     Returns ``{"epochs", "best_loss", "best", "last", "stopped_early"}`` (paths as str). Raises
     ``InputError`` for unusable data, workers that disagree on the configuration or run
-    directory, an existing run without ``resume`` or resumed by another number of workers, and
+    directory, an existing run without ``resume``, resumed by another number of workers or under
+    a configuration whose model differs from its checkpoint's (``checkpoints.model_difference``), and
     ``TrainingDiverged`` when the loss stops being finite (the last good checkpoint is kept).
     """
     context = distributed.init()
@@ -271,6 +272,11 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
     _check_run_directory(paths, resume)
     path = _processed_file_once(config, context)
     state = checkpoints.read_state(paths["last"]) if resume and paths["last"].exists() else {"epoch": 0}
+    if state["epoch"]:
+        difference = checkpoints.model_difference(checkpoints.stored_config(paths["last"]), config)
+        if difference:
+            raise InputError(f"{difference}; to train this configuration set paths.run_dir to a new directory "
+                             f"(or remove {paths['last'].parent.parent})")
     stats = transforms.Stats.load(paths["last"] / "transforms.json") if state["epoch"] else None
     if _finished(state, settings):
         if context.is_root:

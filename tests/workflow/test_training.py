@@ -131,6 +131,24 @@ def test_an_existing_run_is_not_overwritten_without_resume(test_config, processe
     assert (tmp_path / "run" / "checkpoints" / "last" / "state.json").stat().st_mtime_ns == stamp
 
 
+def test_a_run_is_not_resumed_under_another_model(test_config, processed_file, tmp_path, capsys):
+    """A finished run is not reported as this configuration's model when the model changed
+    (``make train`` after a pull that widened the demo's jet network), and an unfinished one is
+    not continued with it; settings of the training alone may change."""
+    training.train(_config(test_config, tmp_path / "run", "training.epochs=1"))
+    stamp = (tmp_path / "run" / "checkpoints" / "last" / "state.json").stat().st_mtime_ns
+    args = ["--config", str(ROOT / "configs" / "test.yaml"), "--resume", "--set", f"paths.run_dir={tmp_path / 'run'}",
+            "--set", f"paths.cache_dir={test_config.paths.cache_dir}", "--set", "training.steps_per_epoch=4",
+            "--set", "data.pad_to_longest=false"]
+    for change in ("jet_model.projection_dim=24", "transforms.pt_rel_transform=log"):
+        assert train_command.main(args + ["--set", "training.epochs=1", "--set", change]) == 2
+        key, value = change.split("=")
+        assert f"{key} is {value} in " in capsys.readouterr().err
+    assert (tmp_path / "run" / "checkpoints" / "last" / "state.json").stat().st_mtime_ns == stamp
+    assert train_command.main(args + ["--set", "training.epochs=2", "--set", "training.learning_rate=5e-4"]) == 0
+    assert checkpoints.read_state(tmp_path / "run" / "checkpoints" / "last")["epoch"] == 2
+
+
 def test_diverging_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(
         test_config, processed_file, tmp_path, capsys):
     run = tmp_path / "run"
