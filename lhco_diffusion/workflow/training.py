@@ -270,13 +270,13 @@ def train(config: Config, resume: bool = False, callbacks: list[tf.keras.callbac
             recover(paths[name])  # finish or undo a checkpoint swap a kill interrupted
     distributed.barrier()
     _check_run_directory(paths, resume)
-    path = _processed_file_once(config, context)
     state = checkpoints.read_state(paths["last"]) if resume and paths["last"].exists() else {"epoch": 0}
-    if state["epoch"]:
+    if state["epoch"]:  # refused before the data are prepared, which can take hours
         difference = checkpoints.model_difference(checkpoints.stored_config(paths["last"]), config)
         if difference:
             raise InputError(f"{difference}; to train this configuration set paths.run_dir to a new directory "
                              f"(or remove {paths['last'].parent.parent})")
+    path = _processed_file_once(config, context)
     stats = transforms.Stats.load(paths["last"] / "transforms.json") if state["epoch"] else None
     if _finished(state, settings):
         if context.is_root:
